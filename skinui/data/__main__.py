@@ -1,0 +1,5 @@
+import sys
+
+from skinui.data import main
+
+sys.exit(main())

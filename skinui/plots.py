@@ -1,0 +1,125 @@
+"""Plotly figures shared by the evaluation reports and the app.
+
+Every function takes plain numbers (the outputs of `skinui.metrics`, `skinui.calibration` and
+the explain layer) and returns a `plotly.graph_objects.Figure`; nothing here computes a metric.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+
+
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], normalize: bool = True, title: str = "Confusion matrix"
+) -> go.Figure:
+    """Rows = true class, columns = predicted; colour = row-normalised rate (recall), text = counts."""
+    counts = np.asarray(matrix, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    shown = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            x=list(classes),
+            y=list(classes),
+            text=counts.astype(int),
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1 if normalize else None,
+            colorbar={"title": "recall" if normalize else "cases"},
+            hovertemplate="true %{y}, predicted %{x}: %{text} cases<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", **_LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def roc_figure(
+    curves: Mapping[str, Mapping[str, Sequence[float]]], aucs: Mapping[str, float | None] | None = None, title: str = "ROC per class"
+) -> go.Figure:
+    """One-vs-rest ROC curves (`skinui.metrics.roc_curves`), AUC in the legend when given."""
+    fig = go.Figure()
+    for label, curve in curves.items():
+        auc = (aucs or {}).get(label)
+        name = f"{label} (AUC {auc:.3f})" if auc is not None else label
+        fig.add_trace(go.Scatter(x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines", name=name))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
+    fig.update_layout(title=title, xaxis_title="1 - specificity", yaxis_title="sensitivity", **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def _bin_points(bins: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float], list[int]]:
+    filled = [b for b in bins if b["count"]]
+    return [b["confidence"] for b in filled], [b["accuracy"] for b in filled], [b["count"] for b in filled]
+
+
+def reliability_figure(
+    bins: Sequence[Mapping[str, Any]],
+    bins_calibrated: Sequence[Mapping[str, Any]] | None = None,
+    ece: float | None = None,
+    ece_calibrated: float | None = None,
+    title: str = "Reliability diagram",
+) -> go.Figure:
+    """Accuracy against confidence per bin (`skinui.calibration.reliability_bins`); the diagonal is perfect."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect"))
+    series = [("before temperature", bins, ece)]
+    if bins_calibrated is not None:
+        series.append(("after temperature", bins_calibrated, ece_calibrated))
+    for name, b, e in series:
+        x, y, n = _bin_points(b)
+        label = f"{name} (ECE {e:.3f})" if e is not None else name
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=y, mode="lines+markers", name=label, customdata=n,
+                hovertemplate="confidence %{x:.2f}, accuracy %{y:.2f}, %{customdata} cases<extra></extra>",
+            )
+        )
+    fig.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy", **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def ablation_figure(ablation: Mapping[str, Mapping[str, float | None]], title: str = "Modality ablation") -> go.Figure:
+    """Grouped bars per modality subset ("D+M", ...): balanced accuracy and macro AUC."""
+    subsets = list(ablation)
+    fig = go.Figure()
+    for key, name in (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC")):
+        values = [ablation[s].get(key) for s in subsets]
+        fig.add_trace(go.Bar(x=subsets, y=values, name=name, text=[f"{v:.3f}" if v is not None else "" for v in values]))
+    fig.update_layout(title=title, barmode="group", xaxis_title="modalities given", yaxis_title="score", **_LAYOUT)
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def probability_figure(
+    probabilities: Mapping[str, float], class_names: Mapping[str, str] | None = None, title: str = "Class probabilities"
+) -> go.Figure:
+    """Horizontal bars, most probable class on top; labels use plain-language names when given."""
+    items = sorted(probabilities.items(), key=lambda kv: kv[1])
+    names = [f"{(class_names or {}).get(k, k)} ({k})" if class_names and k in class_names else k for k, _ in items]
+    values = [float(v) for _, v in items]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values], textposition="auto"))
+    fig.update_layout(title=title, xaxis_title="probability", **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    return fig
+
+
+def training_curves_figure(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_loss", "val_balanced_accuracy", "val_macro_f1")) -> go.Figure:
+    """Per-epoch curves from a run's metrics log (JSON lines rows)."""
+    fig = go.Figure()
+    epochs = [row.get("epoch") for row in history]
+    for key in keys:
+        if any(key in row for row in history):
+            fig.add_trace(go.Scatter(x=epochs, y=[row.get(key) for row in history], mode="lines+markers", name=key))
+    fig.update_layout(title="Training", xaxis_title="epoch", **_LAYOUT)
+    return fig

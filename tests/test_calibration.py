@@ -1,0 +1,51 @@
+"""ECE, reliability bins and temperature scaling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skinui import calibration
+
+
+def test_ece_hand_computed():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.65, 0.35], [0.65, 0.35]])
+    labels = np.array([0, 1, 0, 0])
+    # bin of 0.9: accuracy 1/2 (gap 0.4); bin of 0.65: accuracy 1 (gap 0.35); equal counts
+    assert calibration.ece(probs, labels) == pytest.approx((0.4 + 0.35) / 2)
+    bins = calibration.reliability_bins(probs, labels)
+    assert len(bins) == 15 and sum(b["count"] for b in bins) == 4
+    filled = [b for b in bins if b["count"]]
+    assert [b["accuracy"] for b in filled] == [1.0, 0.5]
+    assert all(b["lower"] < b["confidence"] <= b["upper"] for b in filled)
+
+
+def test_perfect_calibration_has_zero_ece():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert calibration.ece(probs, np.array([0, 1])) == 0.0
+
+
+def _overconfident(n=3000, k=5, scale=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, size=(n, k))
+    true_p = calibration.softmax(z)
+    labels = np.array([rng.choice(k, p=p) for p in true_p])
+    return z * scale, labels  # logits 3x too sharp: over-confident
+
+
+def test_temperature_fitted_on_overconfident_logits_lowers_ece():
+    logits, labels = _overconfident()
+    t = calibration.fit_temperature(logits[:1500], labels[:1500])
+    assert 2.4 < t < 3.6  # recovers the sharpening factor
+    before = calibration.ece(calibration.softmax(logits[1500:]), labels[1500:])
+    after = calibration.ece(calibration.softmax(logits[1500:], t), labels[1500:])
+    assert after < before / 2 and after < 0.05
+    # temperature never changes the predicted class
+    assert (calibration.softmax(logits, t).argmax(1) == logits.argmax(1)).all()
+
+
+def test_calibration_summary_block():
+    logits, labels = _overconfident(n=600, seed=1)
+    s = calibration.calibration_summary(logits[:300], labels[:300], logits[300:], labels[300:])
+    assert set(s) >= {"temperature", "ece", "ece_calibrated", "bins", "bins_calibrated"}
+    assert s["ece_calibrated"] < s["ece"]
+    assert sum(b["count"] for b in s["bins"]) == 300

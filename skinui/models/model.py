@@ -1,0 +1,157 @@
+"""`build_model(cfg)`: encoders per modality + missing embeddings + a structure (with its fusion).
+
+Missing modalities are first-class: an absent modality (key missing/None for the batch, or
+`mask[m]` False for a sample) is replaced by a learned per-modality *missing* embedding. Modality
+dropout (per sample and modality) and field dropout (per metadata field group) train exactly that
+state, so switching a modality off at inference stays in distribution.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from skinui.models.encoders import build_image_encoder, build_meta_encoder
+from skinui.models.structures import STRUCTURES, ModelOutput
+
+MODALITIES = ("dermoscopic", "clinical", "metadata")
+IMAGE_MODALITIES = ("dermoscopic", "clinical")
+DEFAULTS: dict[str, Any] = {
+    "image_size": 224,
+    "image_encoder": {"name": "efficientnet_lite0", "pretrained": True, "shared": False},
+    "meta_encoder": {"name": "mlp", "dims": [128, 256]},
+    "fusion": {"name": "concat"},
+    "structure": {"name": "jf"},
+    "modality_dropout": 0.0,
+    "field_dropout": 0.0,
+}
+
+
+def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, modalities validated and put in canonical order."""
+    out = copy.deepcopy(DEFAULTS)
+    out.update(copy.deepcopy(dict(cfg)))
+    mods = list(out.get("modalities") or [])
+    unknown = [m for m in mods if m not in MODALITIES]
+    if not mods or unknown:
+        raise ValueError(f"model modalities must be a non-empty subset of {list(MODALITIES)}; got {mods}")
+    out["modalities"] = [m for m in MODALITIES if m in mods]
+    if "num_classes" not in out:
+        raise ValueError("model config needs num_classes")
+    if "metadata" in out["modalities"] and not out.get("meta_dim"):
+        raise ValueError("a model with metadata needs meta_dim (the fitted MetadataEncoder's dim)")
+    return out
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = cfg = resolve_config(cfg)
+        self.modalities: list[str] = cfg["modalities"]
+        self.image_modalities = [m for m in self.modalities if m in IMAGE_MODALITIES]
+        self.num_classes = int(cfg["num_classes"])
+        enc_cfg = cfg["image_encoder"]
+        self.shared = bool(enc_cfg.get("shared", False)) and len(self.image_modalities) > 1
+        # One module per distinct encoder: a shared encoder is stored once (safetensors refuses aliases).
+        keys = ["shared"] if self.shared else self.image_modalities
+        self.encoders = nn.ModuleDict({k: build_image_encoder(enc_cfg) for k in keys})
+        dims = {m: self.image_encoders[m].out_dim for m in self.image_modalities}
+        if "metadata" in self.modalities:
+            self.meta_encoder = build_meta_encoder(cfg["meta_encoder"], int(cfg["meta_dim"]))
+            dims["metadata"] = self.meta_encoder.out_dim
+        self.feature_dims = dims
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()})
+        groups = cfg.get("meta_groups") or []
+        self.meta_groups = [list(map(int, g)) for g in groups]
+        missing_row = cfg.get("meta_missing") or [0.0] * int(cfg.get("meta_dim") or 0)
+        self.register_buffer("meta_missing", torch.tensor(missing_row, dtype=torch.float32), persistent=False)
+        s_cfg = dict(cfg["structure"])
+        dim_image = sum(dims[m] for m in self.image_modalities) or None
+        self.structure = STRUCTURES.get(s_cfg.pop("name"))(
+            dim_image, dims.get("metadata"), self.num_classes, fusion=cfg["fusion"], **s_cfg)
+
+    @property
+    def image_encoders(self) -> dict[str, nn.Module]:
+        """Image encoder per image modality (the same module twice when shared)."""
+        return {m: self.encoders["shared" if self.shared else m] for m in self.image_modalities}
+
+    def encode(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Features [B, F] for every modality the batch carries (absent ones are left out)."""
+        feats = {}
+        for m in self.image_modalities:
+            if batch.get(m) is not None:
+                feats[m] = self.image_encoders[m](batch[m])
+        if "metadata" in self.modalities and batch.get("metadata") is not None:
+            feats["metadata"] = self.meta_encoder(self._field_dropout(batch["metadata"]))
+        return feats
+
+    def _field_dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """Training only: each field group of each sample set to its encoded 'missing' value with prob p."""
+        p = float(self.cfg.get("field_dropout") or 0.0)
+        if not (self.training and p > 0 and self.meta_groups):
+            return x
+        x = x.clone()
+        for cols in self.meta_groups:
+            drop = torch.rand(x.shape[0], device=x.device) < p
+            x[drop[:, None] & _col_mask(cols, x)] = self.meta_missing[cols].repeat(int(drop.sum()))
+        return x
+
+    def presence(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None,
+                 batch_size: int) -> dict[str, torch.Tensor]:
+        """Per-sample presence per modality, with modality dropout applied in training."""
+        mask = mask or {}
+        dev = next(iter(feats.values())).device if feats else self.missing[self.modalities[0]].device
+        present = {}
+        for m in self.modalities:
+            if m not in feats:
+                present[m] = torch.zeros(batch_size, dtype=torch.bool, device=dev)
+            else:
+                present[m] = mask[m].to(dev).bool() if m in mask else torch.ones(batch_size, dtype=torch.bool,
+                                                                                  device=dev)
+        p = float(self.cfg.get("modality_dropout") or 0.0)
+        if self.training and p > 0 and len(self.modalities) > 1:
+            kept = {m: v & (torch.rand(batch_size, device=dev) >= p) for m, v in present.items()}
+            none_left = ~torch.stack(list(kept.values())).any(0)  # never drop every modality of a sample
+            present = {m: torch.where(none_left, present[m], kept[m]) for m in present}
+        return present
+
+    def head(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+        if not feats:
+            raise ValueError("the batch carries none of the model's modalities " + str(self.modalities))
+        b = next(iter(feats.values())).shape[0]
+        present = self.presence(feats, mask, b)
+        filled = {}
+        for m in self.modalities:
+            miss = self.missing[m].expand(b, -1)
+            # torch.where keeps the missing embedding in the graph even when unused (DDP-friendly).
+            filled[m] = torch.where(present[m][:, None], feats[m], miss) if m in feats else miss
+        f_image = torch.cat([filled[m] for m in self.image_modalities], 1) if self.image_modalities else None
+        f_meta = filled.get("metadata")
+        none = torch.zeros(b, dtype=torch.bool, device=miss.device)
+        has_image = torch.stack([present[m] for m in self.image_modalities]).any(0) if self.image_modalities else none
+        has_meta = present.get("metadata", none)
+        branch_present = torch.stack([has_image, torch.ones_like(has_image), has_meta], 1)
+        out = self.structure(f_image, f_meta, branch_present)
+        out.features.update(filled)
+        if f_image is not None:
+            out.features["image"] = f_image
+        return out
+
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        return self.head(self.encode(batch), batch.get("mask"))
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        return self.structure.loss(out, target)
+
+
+def _col_mask(cols: list[int], x: torch.Tensor) -> torch.Tensor:
+    m = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+    m[cols] = True
+    return m[None, :]
+
+
+def build_model(cfg: dict[str, Any]) -> MultimodalModel:
+    """Build a model from a config dict (the YAML `model:` block); see docs/ARCHITECTURE.md."""
+    return MultimodalModel(cfg)

@@ -1,0 +1,161 @@
+"""How fused features become a decision: late, JF, JIF and JI-ADF, registered in `STRUCTURES`.
+
+A structure receives the image-stream features f_I (all image modalities concatenated), the
+metadata features f_M (either may be None for unimodal models) and per-sample branch presence,
+and returns a `ModelOutput`. JIF / JI-ADF return `logits = log(P_final)` so temperature scaling
+and softmax behave the same for every structure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skinui.models.fusion import build_fusion
+from skinui.registry import Registry
+
+STRUCTURES: Registry[type] = Registry("structure")
+BRANCHES = ("image", "joint", "metadata")
+_EPS = 1e-12
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # [B, K]
+    probs: torch.Tensor  # [B, K]
+    branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)  # image / joint / metadata
+    alpha: torch.Tensor | None = None  # [B, 3] branch weights (image, joint, metadata)
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+    branch_mask: torch.Tensor | None = None  # [B, 3] float, 1 = branch present (JIF / JI-ADF)
+
+
+def _head(in_dim: int, num_classes: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_classes))
+
+
+class StructureBase(nn.Module):
+    needs_both = False
+
+    def __init__(self, dim_image: int | None, dim_meta: int | None, num_classes: int,
+                 fusion: dict[str, Any] | None = None, dropout: float = 0.2, **_: Any) -> None:
+        super().__init__()
+        if self.needs_both and not (dim_image and dim_meta):
+            raise ValueError(f"structure {type(self).__name__} needs an image and a metadata modality; "
+                             f"use structure late for a single modality.")
+        self.num_classes = num_classes
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.logits, target)
+
+
+@STRUCTURES.register("late")
+class Late(StructureBase):
+    """Modality features concatenated straight into one classifier (also the unimodal baseline)."""
+
+    def __init__(self, dim_image: int | None, dim_meta: int | None, num_classes: int, dropout: float = 0.2,
+                 **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
+        self.classifier = _head((dim_image or 0) + (dim_meta or 0), num_classes, dropout)
+
+    def forward(self, f_image: torch.Tensor | None, f_meta: torch.Tensor | None,
+                present: torch.Tensor) -> ModelOutput:
+        z = self.classifier(torch.cat([f for f in (f_image, f_meta) if f is not None], 1))
+        return ModelOutput(z, z.softmax(1))
+
+
+@STRUCTURES.register("jf")
+class JointFusion(StructureBase):
+    """One fusion module, one joint head."""
+
+    needs_both = True
+
+    def __init__(self, dim_image: int, dim_meta: int, num_classes: int, fusion: dict[str, Any] | None = None,
+                 dropout: float = 0.2, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
+        self.fusion = build_fusion(fusion or {"name": "concat"}, dim_image, dim_meta)
+        self.joint_head = _head(self.fusion.out_dim, num_classes, dropout)
+
+    def fuse(self, f_image: torch.Tensor, f_meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f_joint = self.fusion(f_image, f_meta)
+        return f_joint, self.joint_head(f_joint)
+
+    def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor, present: torch.Tensor) -> ModelOutput:
+        f_joint, z = self.fuse(f_image, f_meta)
+        return ModelOutput(z, z.softmax(1), features={"joint": f_joint})
+
+
+@STRUCTURES.register("jif")
+class JointIndividualFusion(JointFusion):
+    """Joint head plus one head per modality; posteriors averaged over the present branches.
+
+    Loss: weighted branch cross-entropies, Tang's defaults joint 1.0, image 0.5, metadata 0.5.
+    An absent branch (all its modalities missing for a sample) gets weight 0 when
+    `drop_absent_branch` is on, and its auxiliary loss is masked out for that sample.
+    """
+
+    default_weights = {"joint": 1.0, "image": 0.5, "metadata": 0.5}
+
+    def __init__(self, dim_image: int, dim_meta: int, num_classes: int, dropout: float = 0.2,
+                 loss_weights: dict[str, float] | None = None, drop_absent_branch: bool = True, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
+        self.image_head = _head(dim_image, num_classes, dropout)
+        self.meta_head = _head(dim_meta, num_classes, dropout)
+        self.loss_weights = {**self.default_weights, **(loss_weights or {})}
+        self.drop_absent_branch = drop_absent_branch
+
+    def branch_weights(self, z: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Fixed averaging over present branches: [B, 3] rows summing to 1."""
+        return mask / mask.sum(1, keepdim=True)
+
+    def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor, present: torch.Tensor) -> ModelOutput:
+        f_joint, z_joint = self.fuse(f_image, f_meta)
+        z = {"image": self.image_head(f_image), "joint": z_joint, "metadata": self.meta_head(f_meta)}
+        mask = present.float() if self.drop_absent_branch else torch.ones_like(present, dtype=torch.float)
+        alpha = self.branch_weights(z, mask)
+        probs = torch.stack([z[b].softmax(1) for b in BRANCHES], 1)  # [B, 3, K]
+        p_final = (alpha[..., None] * probs).sum(1)
+        return ModelOutput(torch.log(p_final.clamp_min(_EPS)), p_final, z, alpha, {"joint": f_joint}, mask)
+
+    def aux_loss(self, out: ModelOutput, target: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+        total = out.logits.new_zeros(())
+        for i, b in enumerate(BRANCHES):
+            if weights.get(b):
+                ce = F.cross_entropy(out.branch_logits[b], target, reduction="none")
+                m = out.branch_mask[:, i]
+                total = total + weights[b] * (ce * m).sum() / m.sum().clamp_min(1.0)
+        return total
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        return self.aux_loss(out, target, self.loss_weights)
+
+
+@STRUCTURES.register("jiadf")
+class JIADF(JointIndividualFusion):
+    """JIF plus adaptive decision fusion (JI-ADF eq. 5-7).
+
+    A gating MLP over [z_I || z_IM || z_M] gives alpha on the simplex (absent branches masked
+    before the softmax); P_final = sum_b alpha_b P_b. Loss CE(P_final) + 0.5 L_IM + 0.25 L_I +
+    0.25 L_M; `aux: false` keeps only CE(P_final); `adaptive: false` is JI-MMFA's fixed average.
+    """
+
+    default_weights = {"joint": 0.5, "image": 0.25, "metadata": 0.25}
+
+    def __init__(self, dim_image: int, dim_meta: int, num_classes: int, gate_hidden: int = 64,
+                 aux: bool = True, adaptive: bool = True, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, num_classes, **kw)
+        self.aux, self.adaptive = aux, adaptive
+        if adaptive:
+            self.gate = nn.Sequential(nn.Linear(3 * num_classes, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, 3))
+
+    def branch_weights(self, z: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        if not self.adaptive:
+            return super().branch_weights(z, mask)
+        scores = self.gate(torch.cat([z[b] for b in BRANCHES], 1))
+        return scores.masked_fill(mask == 0, float("-inf")).softmax(1)
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        final = F.nll_loss(out.logits, target)
+        return final + self.aux_loss(out, target, self.loss_weights) if self.aux else final

@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from skinui.cases import Case, ImageRef
+from skinui.encoding import coerce_value
 from skinui.registry import Registry
 from skinui.schema import SCHEMAS, Schema
 
@@ -212,8 +213,6 @@ def image_is_readable(path: Path) -> bool:
 
 def clean_metadata(schema: Schema, raw: dict[str, Any], tally: Tally, names: list[str] | None = None) -> dict[str, Any]:
     """Typed values for the schema's clinical and leak fields; problems set to None and counted."""
-    from skinui.encoding import coerce_value  # local: encoding imports nothing from here, keep it so
-
     out: dict[str, Any] = {}
     for spec in schema.fields + schema.leak_field_specs:
         if names is not None and spec.name not in names:

@@ -88,3 +88,12 @@ def test_preprocess_shapes_and_views_are_deterministic():
     assert len(v1) == 10 and np.array_equal(v1[0], img)
     assert all(np.array_equal(a, b) for a, b in zip(v1, v2))
     assert not np.array_equal(v1[1], img) and not np.array_equal(v1[8], v1[0])
+
+
+def test_state_dict_keys_are_unique_tensors():
+    """target_layer must not register a module twice (safetensors refuses aliased tensors)."""
+    for cfg in ({"name": "efficientnet_lite0", "pretrained": False}, {"name": "dermiresnet", "width": 0.125}):
+        enc = build_image_encoder(cfg)
+        ptrs = [v.data_ptr() for v in enc.state_dict().values() if v.numel()]
+        assert len(ptrs) == len(set(ptrs)) and enc.target_layer is not None
+        assert not any("target" in k for k in enc.state_dict())

@@ -53,7 +53,7 @@ class DermiResNet(ImageEncoder):
         self.stem_blocks = stem_blocks
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = chans[-1]
-        self.target_layer = self.stages[-1][-1]
+        self.set_target_layer(self.stages[-1][-1])
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -18,10 +18,19 @@ META_ENCODERS: Registry[type] = Registry("metadata encoder")
 
 
 class ImageEncoder(nn.Module):
-    """Base: subclasses set `out_dim`, `target_layer` and implement stem/trunk."""
+    """Base: subclasses set `out_dim`, call `set_target_layer` and implement stem/trunk."""
 
     out_dim: int
-    target_layer: nn.Module | None
+    _target: list[nn.Module] = []
+
+    @property
+    def target_layer(self) -> nn.Module | None:
+        """Last convolutional block (Grad-CAM hooks here); None for encoders without feature maps."""
+        return self._target[0] if self._target else None
+
+    def set_target_layer(self, module: nn.Module | None) -> None:
+        # Kept in a plain list so the module is not registered twice (state dict keys stay unique).
+        self._target = [module] if module is not None else []
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -65,15 +74,15 @@ class TimmEncoder(ImageEncoder):
         if hasattr(net, "blocks") and hasattr(net, "conv_stem"):  # EfficientNet / MobileNet family
             self._stem = [net.conv_stem, net.bn1, *net.blocks[:stem_blocks]]
             self._trunk = [*net.blocks[stem_blocks:], net.conv_head, net.bn2]
-            self.target_layer = net.bn2  # conv_head + BN + activation: the last conv feature map
+            self.set_target_layer(net.bn2)  # conv_head + BN + activation: the last conv feature map
         elif hasattr(net, "layer4"):  # ResNet family
             layers = [net.layer1, net.layer2, net.layer3, net.layer4]
             self._stem = [net.conv1, net.bn1, net.act1, net.maxpool, *layers[:stem_blocks]]
             self._trunk = layers[stem_blocks:]
-            self.target_layer = net.layer4[-1]
+            self.set_target_layer(net.layer4[-1])
         else:  # unknown layout: no split, everything is trunk
             self._stem, self._trunk = [], [net.forward_features]
-            self.target_layer = None
+            self.set_target_layer(None)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self._stem:
@@ -104,7 +113,6 @@ class ConceptMLP(ImageEncoder):
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, out_dim), nn.ReLU())
         self.out_dim = out_dim
-        self.target_layer = None
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return x

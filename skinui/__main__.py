@@ -1,0 +1,104 @@
+"""`python -m skinui zoo` (list entries as JSON) and `python -m skinui predict` (batch CSV predictions)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from skinui.cases import IMAGE_MODALITIES, Case, ImageError, load_image
+
+RESERVED = ("case_id", *IMAGE_MODALITIES)
+CHUNK = 16
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from skinui.zoo import list_entries, summary
+
+    print(json.dumps([summary(c) for c in list_entries(args.weights_dir)], indent=2))
+    return 0
+
+
+def _image(value: str, base: Path) -> Any:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = base / path  # relative paths may be relative to the CSV's folder
+    if not path.is_file():
+        raise ImageError(f"image file {value} was not found.")
+    return load_image(path)
+
+
+def _row_case(i: int, row: dict[str, str], base: Path) -> Case:
+    """One CSV row -> Case with images loaded (validated); raises ImageError for a bad image."""
+    case_id = (row.get("case_id") or "").strip() or f"row{i + 1}"
+    images = {m: _image(v.strip(), base) if (v := (row.get(m) or "").strip()) else None for m in IMAGE_MODALITIES}
+    metadata = {k: (v.strip() or None) for k, v in row.items() if k and k not in RESERVED and v is not None}
+    return Case(case_id, images["dermoscopic"], images["clinical"], metadata)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from skinui.zoo import ZooError, load_entry
+
+    csv_path = Path(args.csv)
+    if not csv_path.is_file():
+        print(f"error: the CSV file {csv_path} does not exist.", file=sys.stderr)
+        return 2
+    try:
+        entry = load_entry(args.entry, args.weights_dir)
+    except ZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as err:
+        print(f"error: {csv_path} is not a readable UTF-8 CSV file ({err}).", file=sys.stderr)
+        return 2
+    results: list[dict[str, Any]] = []
+    ready: list[tuple[int, Case]] = []
+    for i, row in enumerate(rows):
+        result = {"case_id": (row.get("case_id") or "").strip() or f"row{i + 1}", "error": ""}
+        results.append(result)
+        try:
+            case = _row_case(i, row, csv_path.parent)
+            entry.prepare([case])  # per-row validation: a bad row never takes its chunk down
+            ready.append((i, case))
+        except (ImageError, ValueError) as err:
+            result["error"] = str(err)
+    for start in range(0, len(ready), CHUNK):
+        chunk = ready[start:start + CHUNK]
+        for (i, _), pred in zip(chunk, entry.predict([c for _, c in chunk])):
+            results[i].update({f"prob_{k}": round(v, 6) for k, v in pred.probabilities.items()})
+            results[i].update(prediction=pred.prediction, confidence=round(pred.confidence, 6),
+                              warnings=" | ".join(pred.warnings))
+    columns = ["case_id", *(f"prob_{c}" for c in entry.classes), "prediction", "confidence", "error", "warnings"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, restval="")
+        writer.writeheader()
+        writer.writerows(results)
+    bad = sum(bool(r["error"]) for r in results)
+    print(f"wrote {len(results)} rows to {out} ({bad} with an error)", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skinui", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    z = sub.add_parser("zoo", help="print the zoo's entries as JSON")
+    z.add_argument("--weights-dir", default=None, help="weights folder (default: $SKINUI_WEIGHTS or <repo>/weights)")
+    p = sub.add_parser("predict", help="predict every row of a CSV of cases")
+    p.add_argument("--entry", required=True, help="zoo entry name (see python -m skinui zoo)")
+    p.add_argument("--csv", required=True, help="CSV: case_id, dermoscopic, clinical (image paths, optional), "
+                                                "then metadata field columns")
+    p.add_argument("--out", required=True, help="output CSV of probabilities and predictions")
+    p.add_argument("--weights-dir", default=None)
+    args = parser.parse_args(argv)
+    return {"zoo": _zoo, "predict": _predict}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The model zoo: `weights/<entry>.safetensors` + `weights/<entry>.json` (the model card).
+
+Loading never unpickles: tensors come from safetensors, the card is JSON, and every weight file's
+SHA-256 must match the card before a byte of it is used. Entries that share a backbone (e.g. every
+fusion method trained on one fine-tuned encoder) point at `weights/shared/<name>.safetensors`
+through the card's `shared: [{"file", "sha256", "prefix", "dtype"}]`; shared files may be stored
+in fp16 and are cast back to fp32 at load time.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from skinui.inference import Entry
+
+REPO = Path(__file__).resolve().parents[1]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+REQUIRED = ("name", "dataset", "modalities", "classes", "model", "sha256")
+
+
+class ZooError(RuntimeError):
+    """A zoo problem a user can act on; `str(err)` is the sentence to show."""
+
+
+def default_weights_dir() -> Path:
+    return Path(os.environ.get("SKINUI_WEIGHTS") or REPO / "weights")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_name(name: str) -> None:
+    # Entry names arrive from the UI and the API: never let one walk out of the weights folder.
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise ZooError(f"{name!r} is not a valid zoo entry name (letters, digits, '_', '-', '.' only).")
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ZooError(f"The model card {path.name} cannot be read ({err}); restore or remove it.") from None
+    missing = [k for k in REQUIRED if k not in card] if isinstance(card, dict) else list(REQUIRED)
+    if missing:
+        raise ZooError(f"The model card {path.name} lacks {', '.join(missing)}; it is not a valid zoo entry.")
+    return card
+
+
+def list_entries(weights_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Cards of every valid entry, sorted by name (broken cards are skipped with a warning)."""
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    cards = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            cards.append(_read_card(path))
+        except ZooError as err:
+            warnings.warn(str(err), stacklevel=2)
+    return cards
+
+
+def _verified_bytes(path: Path, expected: str, what: str) -> bytes:
+    try:
+        data = path.read_bytes()  # hash and parse the same bytes: no swap between check and use
+    except OSError:
+        raise ZooError(f"The {what} {path} is missing; restore it or retrain the entry.") from None
+    found = sha256_bytes(data)
+    if found != expected:
+        raise ZooError(
+            f"The {what} {path.name} does not match the SHA-256 in its model card (expected {expected[:12]}..., "
+            f"found {found[:12]}...): it was modified or corrupted, so it was not loaded. Restore the original "
+            f"file or retrain the entry."
+        )
+    return data
+
+
+def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
+    """Verify and load one entry; raises `ZooError` with a sentence on any problem."""
+    from skinui.models import build_model
+
+    _check_name(name)
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    card_path = folder / f"{name}.json"
+    if not card_path.is_file():
+        known = ", ".join(c["name"] for c in list_entries(folder)) or "none"
+        raise ZooError(f"There is no zoo entry named {name!r} in {folder}; available entries: {known}.")
+    card = _read_card(card_path)
+    state = load_safetensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file"))
+    for part in card.get("shared") or []:
+        rel = Path(part["file"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ZooError(f"The model card {card_path.name} points outside the weights folder ({rel}); refused.")
+        shared = load_safetensors(_verified_bytes(folder / rel, part["sha256"], "shared weight file"))
+        state.update({part["prefix"] + k: v.float() if v.dtype == torch.float16 else v for k, v in shared.items()})
+    cfg = copy.deepcopy(card["model"])
+    # The checkpoint carries every weight: build bare (fast, offline), then load.
+    cfg["image_encoder"] = {**cfg.get("image_encoder", {}), "pretrained": False, "weights": None}
+    try:
+        model = build_model(cfg)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ZooError(f"The weights of {name!r} do not fit its model card's architecture ({err}).") from None
+    model.eval()
+    encoder = None
+    if "metadata" in model.modalities:
+        from skinui.encoding import MetadataEncoder
+
+        try:
+            encoder = MetadataEncoder.from_dict(card["metadata_encoder"])
+        except (KeyError, ValueError, TypeError) as err:
+            raise ZooError(f"The model card of {name!r} has no usable metadata encoder ({err}).") from None
+    temperature = float((card.get("calibration") or {}).get("temperature") or 1.0)
+    return Entry(name, card, model, encoder, _schema(card["dataset"]), temperature)
+
+
+def _schema(dataset: str) -> Any:
+    try:
+        from skinui.datasets import schema_for
+
+        return schema_for(dataset)
+    except (ImportError, KeyError, ValueError):
+        return None
+
+
+def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | Path | None = None,
+               shared: list[dict[str, Any]] | None = None) -> Path:
+    """Write `<name>.safetensors` and `<name>.json`; returns the card path.
+
+    `shared`: `[{"name": str, "prefix": str, "fp16": bool}]`; every tensor under `prefix` goes to
+    `weights/shared/<name>.safetensors` instead. An existing shared file is reused when its
+    content is identical and refused otherwise (other entries depend on it).
+    """
+    card = copy.deepcopy(card)
+    _check_name(card.get("name", ""))
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if len(card.get("classes", [])) != model.num_classes:
+        raise ZooError(f"The card lists {len(card.get('classes', []))} classes but the model has {model.num_classes}.")
+    card.setdefault("model", copy.deepcopy(model.cfg))
+    card["modalities"] = list(model.modalities)
+    card["shared"] = []
+    for spec in shared or []:
+        _check_name(spec["name"])
+        prefix = spec["prefix"]
+        part = {k[len(prefix):]: state.pop(k) for k in [k for k in state if k.startswith(prefix)]}
+        if not part:
+            raise ZooError(f"No model tensor starts with the shared prefix {prefix!r}.")
+        if spec.get("fp16"):
+            part = {k: v.half() if v.is_floating_point() else v for k, v in part.items()}
+        data = save_safetensors(part, metadata={"format": "pt"})
+        rel = Path("shared") / f"{spec['name']}.safetensors"
+        target = folder / rel
+        if target.is_file() and sha256_bytes(target.read_bytes()) != sha256_bytes(data):
+            raise ZooError(f"{rel} already exists with different weights that other entries may use; "
+                           f"choose another shared name.")
+        _atomic_write(target, data)
+        card["shared"].append({"file": rel.as_posix(), "sha256": sha256_bytes(data), "prefix": prefix,
+                               "dtype": "float16" if spec.get("fp16") else "float32"})
+    data = save_safetensors(state, metadata={"format": "pt"})
+    card["sha256"] = sha256_bytes(data)
+    _atomic_write(folder / f"{card['name']}.safetensors", data)
+    card_path = folder / f"{card['name']}.json"
+    _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return card_path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def summary(card: dict[str, Any]) -> dict[str, Any]:
+    """The `python -m skinui zoo` view of a card."""
+    model = card.get("model", {})
+    structure = (model.get("structure") or {}).get("name")
+    metrics = card.get("metrics") or {}
+    brief = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if isinstance(metrics.get("macro"), dict) and "auc" in metrics["macro"]:
+        brief["macro_auc"] = metrics["macro"]["auc"]
+    return {
+        "name": card["name"], "dataset": card["dataset"], "modalities": card["modalities"],
+        "fusion": None if structure == "late" else (model.get("fusion") or {}).get("name"),
+        "structure": structure, "classes": card["classes"], "metrics": brief,
+    }

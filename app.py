@@ -1,0 +1,32 @@
+"""SkinUI: `python app.py [--host H] [--port P] [--entry NAME]` (also the Hugging Face Space entry point).
+
+A research and teaching tool for multimodal skin-lesion AI; see the About tab. GRADIO_* environment
+variables work as usual (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...); SKINUI_WEIGHTS points at
+another weights folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: nothing is sent out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the SkinUI app.")
+    parser.add_argument("--host", default=None, help="address to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--entry", default=os.environ.get("SKINUI_ENTRY"), help="default zoo entry")
+    parser.add_argument("--weights", default=None, help="weights folder (default: SKINUI_WEIGHTS or weights/)")
+    args = parser.parse_args(argv)
+
+    from skinui.ui.app import build_app, launch
+
+    demo, ctx = build_app(args.weights, args.entry)
+    installed = ", ".join(ctx.cache.names()) or "none (see the Case tab for how to get them)"
+    print(f"SkinUI: entries installed in {ctx.cache.weights_dir}: {installed}", flush=True)
+    launch(demo, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

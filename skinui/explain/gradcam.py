@@ -1,0 +1,86 @@
+"""Grad-CAM per image branch with pytorch-grad-cam, the other inputs held fixed.
+
+`ImageBranch` is the single-input wrapper: it maps one image tensor to the model's logits while
+every other modality enters as its cached feature vector, so pytorch-grad-cam sees an ordinary
+image classifier and only that branch's backbone runs. A forward hook detaches the target layer's
+output, which makes the backward stop there: Grad-CAM needs gradients at that layer, not below it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from skinui.cases import Case
+from skinui.explain.core import Encoded, encode_case, resolve_target
+
+
+class ImageBranch(nn.Module):
+    """image tensor [B,3,H,W] -> logits [B,K] with the other modalities' features fixed."""
+
+    def __init__(self, enc: Encoded, modality: str) -> None:
+        super().__init__()
+        self.model = enc.entry.model
+        self.modality = modality
+        self.fixed = {m: f for m, f in enc.feats.items() if m != modality}
+        self.mask = enc.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.shape[0]
+        feats = {m: f.expand(rows, -1) for m, f in self.fixed.items()}
+        feats[self.modality] = self.model.image_encoders[self.modality](x)
+        mask = {m: v.expand(rows) for m, v in self.mask.items()} if self.mask is not None else None
+        return self.model.head(feats, mask).logits
+
+
+def _cut_below(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+    # A leaf that requires grad: backward ends at the target layer instead of the input.
+    return output.detach().requires_grad_(True)
+
+
+def supports_gradcam(entry: Any, modality: str) -> bool:
+    encoders = entry.model.image_encoders
+    return modality in encoders and getattr(encoders[modality], "target_layer", None) is not None
+
+
+def gradcam_encoded(enc: Encoded, modality: str, target: int) -> np.ndarray | None:
+    """Heatmap [H, W] in [0, 1] at the model's input size; None when the branch has no pixels."""
+    x = enc.batch.get(modality)
+    if x is None or x.ndim != 4 or not supports_gradcam(enc.entry, modality):
+        return None
+    if enc.mask is not None and modality in enc.mask and not bool(enc.mask[modality].all()):
+        return None  # the image is masked out: the model does not look at it
+    # imported here: pytorch-grad-cam pulls in scikit-learn and matplotlib (seconds at app start)
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    wrapper = ImageBranch(enc, modality)
+    layer = enc.entry.model.image_encoders[modality].target_layer
+    handle = layer.register_forward_hook(_cut_below)  # before pytorch-grad-cam's hooks, so it runs first
+    cam = None
+    try:
+        cam = GradCAM(model=wrapper, target_layers=[layer])
+        with torch.enable_grad():
+            heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])
+        return np.asarray(heat[0], dtype=np.float32)
+    finally:
+        if cam is not None:
+            cam.activations_and_grads.release()
+        handle.remove()
+
+
+def gradcam(entry: Any, case: Case, modality: str, target: int | str | None = None,
+            encoded: Encoded | None = None) -> np.ndarray:
+    """Grad-CAM of `modality` for `target` (index, class code or None = predicted class).
+
+    Raises ValueError with a sentence when the entry or the case has no such image.
+    """
+    if not supports_gradcam(entry, modality):
+        raise ValueError(f"{entry.name} has no {modality} image branch with a convolutional layer to explain.")
+    enc = encoded or encode_case(entry, case)
+    heat = gradcam_encoded(enc, modality, resolve_target(entry, target, enc.logits))
+    if heat is None:
+        raise ValueError(f"This case has no {modality} image, so there is nothing to explain on it.")
+    return heat

@@ -1,0 +1,10 @@
+"""Names and labels of the metadata relevance methods (torch-free, so the app's page builds fast).
+
+`skinui.explain.relevance` registers one implementation per name in `RELEVANCE_METHODS`.
+"""
+from __future__ import annotations
+
+METHOD_LABELS = {
+    "integrated_gradients": "Integrated Gradients",
+    "feature_ablation": "Feature ablation (grouped)",
+}

@@ -1,0 +1,78 @@
+"""About tab: the not-a-medical-device statement (its one place in the app), limits, licences, cards."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+
+from skinui.ui import texts
+from skinui.ui.service import EntryCache, card_fusion, card_structure, headline_metrics
+from skinui.ui.session import AppContext
+
+
+def licences_markdown(cache: EntryCache) -> str:
+    """One line per dataset of the installed entries: licence and citation (card first, then schema)."""
+    lines = []
+    for ds in sorted({str(c.get("dataset")) for c in cache.cards}):
+        card = next(c for c in cache.cards if str(c.get("dataset")) == ds)
+        licence, citation = card.get("licence") or "", ""
+        try:
+            from skinui.datasets import schema_for
+
+            schema = schema_for(ds)
+            licence, citation = licence or schema.licence, schema.citation
+        except Exception:  # a dataset without a schema module still gets its card's licence
+            pass
+        lines.append(f"- **{ds}**: {licence or 'licence not recorded'}" + (f". {citation}" if citation else ""))
+    return "\n".join(lines) or "No entries installed, so no datasets to list."
+
+
+def card_markdown(card: dict[str, Any] | None) -> str:
+    if not card:
+        return "No entry installed."
+    training = card.get("training") or {}
+    calibration = card.get("calibration") or {}
+    rows = [
+        f"### {card.get('title') or card['name']}",
+        card.get("description", ""),
+        f"- **Dataset**: {card.get('dataset')}; classes {', '.join(card.get('classes', []))}",
+        f"- **Inputs**: {', '.join(card.get('modalities', []))}; fusion `{card_fusion(card)}`, "
+        f"structure `{card_structure(card)}`",
+        f"- **Test metrics**: {headline_metrics(card)}",
+        f"- **Calibration**: T = {calibration.get('temperature', 1.0):.2f}, ECE {calibration.get('ece', float('nan')):.3f}"
+        f" → {calibration.get('ece_calibrated', float('nan')):.3f}" if calibration else "- **Calibration**: none",
+        f"- **Trained**: split `{training.get('split', '?')}`, seed {training.get('seed', '?')}, "
+        f"on {training.get('device', '?')}; command `{training.get('command', '?')}`",
+        f"- **Licence**: {card.get('licence', 'not recorded')}",
+    ]
+    if card.get("leaky"):
+        rows.append(f"- ⚠️ **Leaky**: this entry was trained with label-leaking fields forced as inputs "
+                    f"({', '.join(card.get('force_leaky', []))}); its scores overstate real performance.")
+    return "\n".join(r for r in rows if r)
+
+
+def build(ctx: AppContext) -> None:
+    cache = ctx.cache
+    with gr.Tab("About", id="about"):
+        gr.Markdown(texts.NOT_A_MEDICAL_DEVICE, elem_id="about-statement")
+        gr.Markdown(texts.LIMITS)
+        gr.Markdown("### Data licences\n" + licences_markdown(cache))
+        gr.Markdown("### Model cards")
+        pick = gr.Dropdown(cache.names(), value=ctx.default, label="Entry", elem_id="about-entry")
+        card_md = gr.Markdown(card_markdown(cache.card(ctx.default) if ctx.default else None), elem_id="about-card")
+        with gr.Accordion("Full model card (JSON)", open=False):
+            raw = gr.Code(json.dumps(_public(cache.card(ctx.default)) if ctx.default else {}, indent=2),
+                          language="json")
+
+    def show(name: str | None) -> tuple[str, str]:
+        card = cache.card(name) if name else None
+        return card_markdown(card), json.dumps(_public(card) if card else {}, indent=2)
+
+    pick.change(show, [pick], [card_md, raw], api_visibility="private")
+
+
+def _public(card: dict[str, Any]) -> dict[str, Any]:
+    """The card without the bulky fitted encoder statistics and bins (shown elsewhere)."""
+    hidden = {"metadata_encoder", "calibration"}
+    return {k: v for k, v in card.items() if k not in hidden}

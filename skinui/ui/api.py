@@ -1,0 +1,83 @@
+"""The named `predict` endpoint (DESIGN.md contract) for `gradio_client` users and scripts.
+
+Inputs `(entry, dermoscopic, clinical, metadata_json)`; output
+`{"entry", "probabilities", "prediction", "branch_weights", "warnings"}`, or `{"entry", "error"}`
+with a sentence when the request cannot be answered. It never raises a traceback at the caller.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+
+from skinui.cases import ImageError
+from skinui.ui.service import AppError, CaseInputs, EntryCache, build_case, card_structure, modality_notes, read_upload
+from skinui.ui.session import AppContext, UploadImage, shrink
+
+
+def parse_metadata(text: str | None) -> dict[str, Any]:
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AppError(f"metadata_json is not valid JSON ({err.msg} at character {err.pos}); send an object "
+                       'such as {"age": 55, "sex": "female"}.') from None
+    if not isinstance(value, dict):
+        raise AppError('metadata_json must be a JSON object such as {"age": 55, "sex": "female"}.')
+    return value
+
+
+def _read_all(paths: dict[str, str | None]) -> dict[str, Any]:
+    """Read every upload (each temp copy deleted even when another one fails)."""
+    images, errors = {}, []
+    for modality, path in paths.items():
+        try:
+            image = read_upload(path)
+            images[modality] = shrink(image) if image is not None else None
+        except ImageError as err:
+            errors.append(f"{modality} image: {err}")
+    if errors:
+        raise AppError(" ".join(errors))
+    return images
+
+
+def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscopic: str | None,
+            clinical: str | None, metadata_json: str | None) -> dict[str, Any]:
+    """One prediction; user errors come back as `{"entry", "error"}`."""
+    name = (entry or "").strip() or default
+    try:
+        images = _read_all({"dermoscopic": dermoscopic, "clinical": clinical})
+        if not name:
+            raise AppError("No model entry is installed; put entries in the weights folder (see the Case tab).")
+        card = cache.card(name)
+        inputs = CaseInputs(images, parse_metadata(metadata_json))
+        with cache.use(name) as loaded:
+            case, warnings = build_case(loaded, inputs)
+            result = loaded.predict([case])[0]
+    except (AppError, ValueError) as err:
+        return {"entry": name, "error": str(err)}
+    present = inputs.present()
+    notes = modality_notes(card, present) if present else ["The request carried no inputs at all."]
+    return {
+        "entry": name,
+        "probabilities": {k: float(v) for k, v in result.probabilities.items()},
+        "prediction": result.prediction,
+        "branch_weights": dict(result.branch_weights) if card_structure(card) == "jiadf" and result.branch_weights
+        else None,
+        "warnings": [*warnings, *notes, *[w for w in result.warnings if w not in notes]],
+    }
+
+
+def build(ctx: AppContext) -> None:
+    """Hidden components carrying the endpoint (files arrive as uploads, as for the UI)."""
+    with gr.Row(visible=False):
+        entry = gr.Textbox(label="entry")
+        derm = UploadImage(label="dermoscopic")
+        clin = UploadImage(label="clinical")
+        meta = gr.Textbox(label="metadata_json")
+        out = gr.JSON(label="result")
+        button = gr.Button("predict")
+    button.click(lambda e, d, c, m: predict(ctx.cache, ctx.default, e, d, c, m), [entry, derm, clin, meta], [out],
+                 api_name="predict", api_description="Class probabilities for one case (see DESIGN.md).")

@@ -1,0 +1,173 @@
+"""Case tab: the two images, the metadata form, the model picker, example cases, Analyse."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from skinui.cases import IMAGE_MODALITIES, ImageError
+from skinui.examples import EXAMPLES, load_example
+from skinui.ui import texts
+from skinui.ui.service import (
+    AppError,
+    EntryCache,
+    build_case,
+    card_fusion,
+    card_structure,
+    entry_label,
+    headline_metrics,
+    modality_notes,
+    read_upload,
+    short_modalities,
+)
+from skinui.ui.session import AppContext, Session, UploadImage, shrink
+
+IMAGE_LABELS = {"dermoscopic": "Dermoscopic image", "clinical": "Clinical close-up"}
+
+
+def entries_markdown(cache: EntryCache) -> str:
+    """Every installed entry grouped by dataset, or how to get entries when there are none."""
+    if not cache.cards:
+        msg = texts.HOW_TO_GET_ENTRIES.format(weights=cache.weights_dir)
+        return f"{cache.listing_error}\n\n{msg}" if cache.listing_error else msg
+    lines, dataset = [], None
+    for card in cache.cards:
+        if card.get("dataset") != dataset:
+            dataset = card.get("dataset")
+            lines += ["", f"**{dataset}**", "", "| entry | inputs | fusion | structure | test metrics |",
+                      "|---|---|---|---|---|"]
+        lines.append(f"| {card['name']} | {short_modalities(card.get('modalities', []))} | {card_fusion(card)} | "
+                     f"{card_structure(card)} | {headline_metrics(card)} |")
+    return "\n".join(lines).strip()
+
+
+def entry_info(cache: EntryCache, name: str | None, session: Session) -> tuple[str, str]:
+    """(entry summary, what happens with this case's modalities) for the picker."""
+    if not name:
+        return "No entry selected.", ""
+    try:
+        card = cache.card(name)
+    except AppError as err:
+        return str(err), ""
+    summary = (f"**{card.get('title') or name}** — dataset *{card.get('dataset')}*, inputs "
+               f"{', '.join(card.get('modalities', []))}; fusion `{card_fusion(card)}`, structure "
+               f"`{card_structure(card)}`; {headline_metrics(card)}. Classes: {', '.join(card.get('classes', []))}.")
+    present = session.inputs().present() + (["metadata"] if "metadata" in card.get("modalities", []) else [])
+    notes = modality_notes(card, sorted(set(present), key=present.index))
+    return summary, "\n\n".join(notes + ([texts.MISSING_MODALITY] if notes else []))
+
+
+def on_upload(path: str | None, session: Session, modality: str) -> tuple[Any, Session, str]:
+    """Validate an upload; keep the pixels (EXIF dropped) in the session and delete gradio's copy."""
+    images = dict(session.images)
+    try:
+        image = read_upload(path)
+    except ImageError as err:
+        images[modality] = None
+        return None, session.with_(images=images), f"⚠️ {IMAGE_LABELS[modality]}: {err}"
+    images[modality] = shrink(image) if image is not None else None
+    note = f"{IMAGE_LABELS[modality]} loaded ({image.shape[1]}×{image.shape[0]} px)." if image is not None else ""
+    return images[modality], session.with_(images=images), note
+
+
+def on_clear(session: Session, modality: str) -> Session:
+    images = dict(session.images)
+    images[modality] = None
+    return session.with_(images=images)
+
+
+def analyse_session(ctx: AppContext, name: str | None, session: Session, form_values: list[Any]) -> tuple[Session, str]:
+    """Run the full explanation for the session's case with entry `name`; status sentence out."""
+    from skinui.explain import explain_case
+
+    if not name:
+        return session, "No model entry is installed or selected; see the list of entries below."
+    raw = ctx.form.raw_values(name, form_values)
+    session = session.with_(metadata=raw)
+    card = ctx.cache.card(name)
+    if not any(m in session.inputs().present() for m in card.get("modalities", [])):
+        return session, "Add an image or some metadata first: this case has none of the entry's inputs."
+    with ctx.cache.use(name) as entry:
+        case, warnings = build_case(entry, session.inputs())
+        explanation = explain_case(entry, case)
+    session = session.with_(entry=name, explanation=explanation, cams=explanation.cams,
+                            cam_target=explanation.target, compare=None, warnings=warnings)
+    status = (f"**{explanation.prediction}** with {explanation.confidence:.0%} confidence ({name}); "
+              f"analysed in {explanation.seconds['total']:.2f} s. Open the other tabs for the explanations.")
+    if warnings:
+        status += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
+    return session, status
+
+
+def build(ctx: AppContext) -> None:
+    c = ctx.components
+    with gr.Tab("Case", id="case"):
+        with gr.Row():
+            for m in IMAGE_MODALITIES:
+                c[m] = UploadImage(label=f"{IMAGE_LABELS[m]} (optional)", format="png", height=260,
+                                   sources=["upload", "clipboard"], elem_id=f"input-{m}")
+        if EXAMPLES:
+            with gr.Row():
+                gr.Markdown("**SynthDerm examples** (synthetic cases, one click):")
+                c["examples"] = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
+        choices = [(entry_label(card), card["name"]) for card in ctx.cache.cards]
+        c["entry"] = gr.Dropdown(choices, value=ctx.default, label="Model (zoo entry, grouped by dataset)",
+                                 elem_id="entry-picker", interactive=bool(choices))
+        summary, notes = entry_info(ctx.cache, ctx.default, Session())
+        c["entry_info"] = gr.Markdown(summary, elem_id="entry-info")
+        c["notes"] = gr.Markdown(notes, elem_id="modality-notes")
+        ctx.form.render(ctx.default)
+        c["analyse"] = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        c["status"] = gr.Markdown(elem_id="status")
+        with gr.Accordion("Installed model entries", open=not ctx.cache.cards):
+            gr.Markdown(entries_markdown(ctx.cache), elem_id="entries-table")
+
+
+def wire(ctx: AppContext, session_state: gr.State) -> None:
+    """Events of the Case tab; called after every tab registered its views."""
+    c = ctx.components
+    info_outputs = [c["entry_info"], c["notes"]]
+    for m in IMAGE_MODALITIES:
+        c[m].upload(lambda p, s, m=m: on_upload(p, s, m), [c[m], session_state], [c[m], session_state, c["status"]],
+                    api_visibility="private")
+        c[m].clear(lambda s, m=m: on_clear(s, m), [session_state], [session_state], api_visibility="private")
+        for event in (c[m].upload, c[m].clear):
+            event(lambda name, s: entry_info(ctx.cache, name, s), [c["entry"], session_state], info_outputs,
+                  api_visibility="private")
+
+    form_groups = list(ctx.form.groups.values())
+    c["entry"].change(lambda name, s: [*entry_info(ctx.cache, name, s), *ctx.form.visibility(name)],
+                      [c["entry"], session_state], info_outputs + form_groups + ctx.form.components,
+                      api_visibility="private")
+
+    outputs = [session_state, c["status"], *ctx.view_outputs]
+
+    def analyse(name: str | None, session: Session, *form_values: Any) -> list[Any]:
+        try:
+            session, status = analyse_session(ctx, name, session, list(form_values))
+        except (AppError, ValueError) as err:
+            return [session, f"⚠️ {err}", *ctx.render_views(session)]
+        return [session, status, *ctx.render_views(session)]
+
+    inputs = [c["entry"], session_state, *ctx.form.components]
+    c["analyse"].click(analyse, inputs, outputs, api_visibility="private")
+    # Switching the entry re-runs an analysis the user already asked for, so every tab stays consistent.
+    c["entry"].change(lambda name, s, *v: analyse(name, s, *v) if s.explanation is not None else
+                      [gr.skip()] * len(outputs), inputs, outputs, api_visibility="private")
+
+    for i, button in enumerate(c.get("examples", [])):
+        button.click(lambda s, i=i: example_outputs(ctx, s, i), [session_state],
+                     [c["dermoscopic"], c["clinical"], session_state, c["entry"], c["status"], *ctx.form.components],
+                     api_visibility="private")
+
+
+def example_outputs(ctx: AppContext, session: Session, index: int) -> list[Any]:
+    """Load example `index`: images, its metadata into the SynthDerm form, a SynthDerm entry if any."""
+    ex = load_example(index)
+    images = {m: ex.images.get(m) for m in IMAGE_MODALITIES}
+    synth = [card["name"] for card in ctx.cache.cards if card.get("dataset") == ex.dataset]
+    entry = gr.update(value=ctx.default if ctx.default in synth else synth[0]) if synth else gr.update()
+    note = (f"Loaded {ex.title}: a synthetic {ex.label} case." if synth else
+            f"Loaded {ex.title}; no {ex.dataset} entry is installed, so its metadata cannot be used by the current model.")
+    return [images["dermoscopic"], images["clinical"], session.with_(images=images), entry, note,
+            *ctx.form.fill(ex.dataset, ex.metadata)]

@@ -1,0 +1,101 @@
+"""Compare methods tab: every entry of a dataset on the current case, and what each method is."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from skinui.cases import IMAGE_MODALITIES
+from skinui.ui import figures, texts
+from skinui.ui.service import AppError, EntryCache, build_case, card_fusion, card_structure, short_modalities
+from skinui.ui.session import AppContext, Session
+
+PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
+COLUMNS = ["entry", "inputs", "fusion", "structure", "prediction", "confidence", "agrees with majority"]
+
+
+def datasets(cache: EntryCache) -> list[str]:
+    return sorted({str(c.get("dataset")) for c in cache.cards})
+
+
+def methods_markdown(cache: EntryCache, dataset: str | None) -> str:
+    """Plain-language description and equation of each fusion method and structure in the dataset."""
+    cards = [c for c in cache.cards if c.get("dataset") == dataset] if dataset else cache.cards
+    fusions = sorted({card_fusion(c) for c in cards} - {"none"})
+    structures = sorted({card_structure(c) for c in cards})
+    parts = ["### Fusion methods"] + [f"**{f}** — {texts.describe('fusion', f)}" for f in fusions]
+    parts += ["### Structures"] + [f"**{s}** — {texts.describe('structure', s)}" for s in structures]
+    return "\n\n".join(parts)
+
+
+def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
+    """Prediction row and Grad-CAM thumbnails of one entry on the case."""
+    from skinui.explain import encode_case, prediction_summary, resolve_target
+    from skinui.explain.gradcam import gradcam_encoded
+
+    with cache.use(name) as entry:
+        case, _ = build_case(entry, session.inputs())
+        enc = encode_case(entry, case)
+        summary = prediction_summary(enc)
+        t = resolve_target(entry, None, enc.logits)
+        thumbs = [(figures.thumbnail(figures.overlay(session.images[m], heat, 0.5)), f"{name} · {m}")
+                  for m in IMAGE_MODALITIES if (heat := gradcam_encoded(enc, m, t)) is not None]
+    card = cache.card(name)
+    row = {"entry": name, "inputs": short_modalities(card.get("modalities", [])), "fusion": card_fusion(card),
+           "structure": card_structure(card), "prediction": summary["prediction"],
+           "confidence": round(summary["confidence"], 3)}
+    return row, thumbs
+
+
+def compare(cache: EntryCache, dataset: str | None, session: Session, progress: Any = None) -> tuple[pd.DataFrame, list, str]:
+    """(table, thumbnails, agreement sentence) for every entry of `dataset` on the session's case."""
+    if session.explanation is None:
+        return pd.DataFrame(columns=COLUMNS), [], "Analyse a case on the Case tab first."
+    names = [c["name"] for c in cache.cards if c.get("dataset") == dataset]
+    rows, gallery, failed = [], [], []
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress((i, len(names)), desc=f"Running {name}")
+        try:
+            row, thumbs = run_one(cache, name, session)
+        except (AppError, ValueError) as err:
+            failed.append(f"{name}: {err}")
+            continue
+        rows.append(row)
+        gallery += thumbs
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS), [], "No entry of this dataset could run: " + "; ".join(failed)
+    votes = Counter(r["prediction"] for r in rows)
+    majority, count = votes.most_common(1)[0]
+    for r in rows:
+        r["agrees with majority"] = "yes" if r["prediction"] == majority else "no"
+    text = (f"{count} of {len(rows)} entries predict **{majority}**"
+            + (f"; the others: {', '.join(f'{k} ({v})' for k, v in votes.items() if k != majority)}." if len(votes) > 1
+               else " — full agreement."))
+    if failed:
+        text += "\n\nCould not run: " + "; ".join(failed)
+    return pd.DataFrame(rows, columns=COLUMNS), gallery, text
+
+
+def build(ctx: AppContext, session_state: gr.State) -> None:
+    sets = datasets(ctx.cache)
+    default = ctx.cache.card(ctx.default).get("dataset") if ctx.default else None
+    with gr.Tab("Compare methods", id="compare"):
+        with gr.Row():
+            dataset = gr.Dropdown(sets, value=default, label="Dataset", elem_id="compare-dataset")
+            run = gr.Button("Run every entry of this dataset on the case", variant="primary", elem_id="compare-run")
+        text = gr.Markdown(elem_id="compare-text")
+        frame = gr.Dataframe(headers=COLUMNS, interactive=False, label="Predictions", elem_id="compare-table")
+        gallery = gr.Gallery(label="Grad-CAM thumbnails (predicted class)", columns=6, height=240,
+                             elem_id="compare-gallery")
+        with gr.Accordion("What each method does (for teachers)", open=True):
+            methods = gr.Markdown(methods_markdown(ctx.cache, default), elem_id="compare-methods")
+
+    def on_run(ds: str, session: Session, progress: gr.Progress = PROGRESS) -> tuple[Any, Any, str]:
+        frame_, gallery_, text_ = compare(ctx.cache, ds, session, progress)
+        return frame_, gallery_, text_
+
+    run.click(on_run, [dataset, session_state], [frame, gallery, text], api_visibility="private")
+    dataset.change(lambda ds: methods_markdown(ctx.cache, ds), [dataset], [methods], api_visibility="private")

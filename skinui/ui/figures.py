@@ -1,0 +1,95 @@
+"""App-only pictures made from the explain layer's arrays and numbers (report figures: `skinui.plots`)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+
+from skinui import plots
+
+_LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 320}
+BRANCH_LABELS = {"image": "image", "joint": "joint (image + metadata)", "metadata": "metadata"}
+
+
+def overlay(image: np.ndarray, cam: np.ndarray | None, opacity: float = 0.5) -> np.ndarray:
+    """Heatmap (jet colour map) blended over the RGB image; `cam` in [0, 1] at any resolution."""
+    if cam is None:
+        return image
+    h, w = image.shape[:2]
+    heat = cv2.resize(np.asarray(cam, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)[..., ::-1]
+    alpha = float(np.clip(opacity, 0.0, 1.0))
+    return np.uint8(np.clip((1 - alpha) * image.astype(np.float32) + alpha * heat.astype(np.float32), 0, 255))
+
+
+def thumbnail(image: np.ndarray, side: int = 96) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def probability_figure(probabilities: Mapping[str, float], class_names: Mapping[str, str] | None = None,
+                       title: str = "Calibrated class probabilities") -> go.Figure:
+    fig = plots.probability_figure(probabilities, class_names, title=title)
+    fig.update_layout(**_LAYOUT)
+    return fig
+
+
+def branch_figure(branch_probabilities: Mapping[str, Mapping[str, float]] | None,
+                  branch_weights: Mapping[str, float] | None, prediction: str) -> go.Figure | None:
+    """Each branch's probability of the predicted class next to its weight alpha (JIF / JI-ADF)."""
+    if not branch_probabilities:
+        return None
+    branches = list(branch_probabilities)
+    labels = [BRANCH_LABELS.get(b, b) for b in branches]
+    fig = go.Figure()
+    p = [float(branch_probabilities[b].get(prediction, 0.0)) for b in branches]
+    fig.add_trace(go.Bar(x=labels, y=p, name=f"P({prediction}) of the branch", text=[f"{v:.0%}" for v in p]))
+    if branch_weights:
+        a = [float(branch_weights.get(b, 0.0)) for b in branches]
+        fig.add_trace(go.Bar(x=labels, y=a, name="branch weight α", text=[f"{v:.2f}" for v in a]))
+    fig.update_layout(title="Per-branch predictions and weights", barmode="group", **_LAYOUT)
+    fig.update_yaxes(range=[0, 1.05])
+    return fig
+
+
+def relevance_figure(scores: Mapping[str, float], title: str, signed: bool = True) -> go.Figure:
+    """One horizontal bar per clinical field; colour gives the sign (towards / against the class)."""
+    items = sorted(scores.items(), key=lambda kv: abs(kv[1]))
+    names = [k.replace("_", " ") for k, _ in items]
+    values = [float(v) for _, v in items]
+    colours = ["#2b8a3e" if v >= 0 else "#c92a2a" for v in values] if signed else None
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
+                           text=[f"{v:+.2f}" if signed else f"{v:.2f}" for v in values], textposition="auto"))
+    layout = dict(_LAYOUT, height=max(260, 22 * len(values) + 80))
+    fig.update_layout(title=title, xaxis_title="relevance (green: towards the class, red: against)"
+                      if signed else "relevance", **layout)
+    fig.update_xaxes(range=[-1.05 if signed and min(values, default=0) < 0 else 0, 1.05])
+    return fig
+
+
+def reliability_figure(calibration: Mapping[str, Any] | None, confidence: float | None) -> go.Figure | None:
+    """The card's reliability diagram, before and after temperature, with this case's confidence."""
+    if not calibration or not calibration.get("bins"):
+        return None
+    fig = plots.reliability_figure(calibration["bins"], calibration.get("bins_calibrated"),
+                                   calibration.get("ece"), calibration.get("ece_calibrated"),
+                                   title="Reliability on the entry's test split")
+    if confidence is not None:
+        fig.add_vline(x=float(confidence), line_dash="dash", line_color="#e8590c",
+                      annotation_text=f"this case: {confidence:.0%}", annotation_position="top left")
+    fig.update_layout(**dict(_LAYOUT, height=380))
+    return fig
+
+
+def ablation_figure(rows: Sequence[Mapping[str, Any]], target: str) -> go.Figure:
+    """This case's probability of `target` under every modality subset."""
+    labels = [r["subset"] for r in rows]
+    values = [float(r["probabilities"].get(target, 0.0)) for r in rows]
+    fig = go.Figure(go.Bar(x=labels, y=values, text=[f"{v:.0%}" for v in values], textposition="auto"))
+    fig.update_layout(title=f"P({target}) with each subset of inputs", xaxis_title="inputs given", **_LAYOUT)
+    fig.update_yaxes(range=[0, 1.05])
+    return fig

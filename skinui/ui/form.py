@@ -1,0 +1,134 @@
+"""The metadata form, generated from the installed entries' saved metadata encoders.
+
+Each dataset gets one group of inputs (the union of its entries' fields, with units, valid ranges
+and allowed values; "unknown" everywhere); picking an entry shows its dataset's group and, within
+it, exactly the fields that entry encodes. Field specs come from the model cards, so the form needs
+neither the dataset on disk nor the model loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+UNKNOWN = "unknown"
+BOOL_CHOICES = [UNKNOWN, "yes", "no"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    dataset: str
+    name: str
+    kind: str
+    levels: tuple[str, ...]
+    unit: str | None
+    valid_range: tuple[float, float] | None
+    description: str
+
+    @property
+    def label(self) -> str:
+        extra = [self.unit] if self.unit else []
+        if self.valid_range:
+            extra.append(f"{self.valid_range[0]:g}–{self.valid_range[1]:g}")
+        text = self.name.replace("_", " ").capitalize()
+        return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def _spec(dataset: str, f: dict[str, Any]) -> FieldSpec:
+    levels = tuple(f.get("vocabulary") or (f.get("stats") or {}).get("levels") or ())
+    vr = f.get("valid_range")
+    return FieldSpec(dataset, f["name"], f["kind"], levels, f.get("unit"), tuple(vr) if vr else None,
+                     f.get("description") or "")
+
+
+def encoder_fields(card: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in ((card.get("metadata_encoder") or {}).get("fields") or [])]
+
+
+def collect_specs(cards: list[dict[str, Any]]) -> dict[str, list[FieldSpec]]:
+    """dataset -> field specs (first definition wins; order of first appearance)."""
+    out: dict[str, list[FieldSpec]] = {}
+    for card in cards:
+        ds = str(card.get("dataset"))
+        seen = {s.name for s in out.setdefault(ds, [])}
+        for f in (card.get("metadata_encoder") or {}).get("fields") or []:
+            if f["name"] not in seen:
+                out[ds].append(_spec(ds, f))
+                seen.add(f["name"])
+    return out
+
+
+def to_raw(spec: FieldSpec, value: Any) -> Any:
+    """Form value -> raw value for `MetadataEncoder.validate` (None = unknown)."""
+    if value is None or value == UNKNOWN or value == "":
+        return None
+    if spec.kind == "boolean":
+        return {"yes": True, "no": False}.get(str(value), value)
+    return value
+
+
+def to_form(spec: FieldSpec, raw: Any) -> Any:
+    """Raw metadata value -> what the form component shows."""
+    if raw is None:
+        return None if spec.kind == "numeric" else UNKNOWN
+    if spec.kind == "boolean":
+        return "yes" if str(raw).lower() in ("true", "yes", "1") else "no" if str(raw).lower() in (
+            "false", "no", "0") else UNKNOWN
+    if spec.kind == "categorical":
+        return str(raw) if str(raw) in spec.levels else UNKNOWN
+    return raw
+
+
+class MetadataForm:
+    """Build with `render()` inside a Blocks context; `components` are the event inputs, in order."""
+
+    def __init__(self, cards: list[dict[str, Any]]) -> None:
+        self.cards = {c["name"]: c for c in cards}
+        self.specs = collect_specs(cards)
+        self.fields: list[FieldSpec] = [s for specs in self.specs.values() for s in specs]
+        self.groups: dict[str, gr.Group] = {}
+        self.components: list[gr.components.Component] = []
+
+    def _component(self, spec: FieldSpec, visible: bool) -> gr.components.Component:
+        info = spec.description or None
+        if spec.kind == "numeric":
+            # no min/max here: out-of-range values get the encoder's warning sentence instead
+            return gr.Number(value=None, label=spec.label, info=info or "leave empty if unknown", visible=visible)
+        if spec.kind == "boolean":
+            return gr.Radio(BOOL_CHOICES, value=UNKNOWN, label=spec.label, info=info, visible=visible)
+        return gr.Dropdown([UNKNOWN, *spec.levels], value=UNKNOWN, label=spec.label, info=info, visible=visible)
+
+    def render(self, selected: str | None) -> None:
+        card = self.cards.get(selected or "")
+        used = set(encoder_fields(card)) if card else set()
+        for ds, specs in self.specs.items():
+            show = bool(card) and card.get("dataset") == ds
+            with gr.Group(visible=show and bool(specs)) as group:
+                gr.Markdown(f"**Patient metadata ({ds})** — leave a field *unknown* if you do not know it.")
+                for start in range(0, len(specs), 4):
+                    with gr.Row():
+                        for spec in specs[start:start + 4]:
+                            self.components.append(self._component(spec, spec.name in used))
+            self.groups[ds] = group
+
+    def visibility(self, name: str | None) -> list[Any]:
+        """Updates for groups then fields, showing what entry `name` encodes."""
+        card = self.cards.get(name or "")
+        used = set(encoder_fields(card)) if card else set()
+        ds = card.get("dataset") if card else None
+        groups = [gr.update(visible=(d == ds and bool(used))) for d in self.groups]
+        return groups + [gr.update(visible=s.dataset == ds and s.name in used) for s in self.fields]
+
+    def raw_values(self, name: str | None, values: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
+        """The selected entry's fields from the form's values (all components, in order)."""
+        card = self.cards.get(name or "")
+        if not card:
+            return {}
+        used = set(encoder_fields(card))
+        return {s.name: to_raw(s, v) for s, v in zip(self.fields, values)
+                if s.dataset == card.get("dataset") and s.name in used}
+
+    def fill(self, dataset: str, metadata: dict[str, Any]) -> list[Any]:
+        """Component values for an example case of `dataset` (other datasets' fields untouched)."""
+        return [to_form(s, metadata.get(s.name)) if s.dataset == dataset else gr.update() for s in self.fields]

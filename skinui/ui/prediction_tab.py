@@ -1,0 +1,57 @@
+"""Prediction tab: calibrated probabilities, top diagnosis, JIF / JI-ADF branches and weights alpha."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from skinui.ui import figures
+from skinui.ui.session import AppContext, Session
+
+BRANCH_WORDS = {"image": "the images", "joint": "the joint (image + metadata) features", "metadata": "the metadata"}
+
+
+def class_names(ctx: AppContext, name: str | None) -> dict[str, str]:
+    """Plain-language class names from the entry's card (or its dataset schema), when known."""
+    if not name:
+        return {}
+    card = ctx.cache.card(name)
+    names = card.get("class_names")
+    if not names:
+        try:
+            from skinui.datasets import schema_for
+
+            names = schema_for(str(card.get("dataset"))).class_names
+        except Exception:  # an unknown dataset only costs the plain-language labels
+            names = {}
+    return dict(names or {})
+
+
+def headline(ex: Any, names: dict[str, str]) -> str:
+    label = names.get(ex.prediction, "")
+    text = f"## {ex.prediction}{f' — {label}' if label else ''}\nConfidence **{ex.confidence:.1%}** (calibrated)"
+    if ex.branch_weights:
+        lead = max(ex.branch_weights, key=ex.branch_weights.get)
+        parts = ", ".join(f"{b} {w:.2f}" for b, w in ex.branch_weights.items())
+        text += (f"\n\nBranch weights α: {parts}. This decision leaned most on {BRANCH_WORDS.get(lead, lead)}.")
+    return text
+
+
+def render(ctx: AppContext, session: Session) -> list[Any]:
+    """[headline markdown, probability figure, branch figure (visible only for JIF / JI-ADF)]."""
+    ex = session.explanation
+    if ex is None:
+        return ["Analyse a case on the Case tab to see its prediction.", None, gr.update(value=None, visible=False)]
+    names = class_names(ctx, session.entry)
+    branch = figures.branch_figure(ex.branch_probabilities, ex.branch_weights, ex.prediction)
+    return [headline(ex, names), figures.probability_figure(ex.probabilities, names),
+            gr.update(value=branch, visible=branch is not None)]
+
+
+def build(ctx: AppContext) -> None:
+    with gr.Tab("Prediction", id="prediction"):
+        top = gr.Markdown("Analyse a case on the Case tab to see its prediction.", elem_id="prediction-headline")
+        with gr.Row():
+            probs = gr.Plot(label="Class probabilities", elem_id="prediction-probs")
+            branches = gr.Plot(label="Branches", visible=False, elem_id="prediction-branches")
+    ctx.add_view([top, probs, branches], lambda s: render(ctx, s))

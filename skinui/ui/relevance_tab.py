@@ -1,0 +1,84 @@
+"""Feature relevance tab: which clinical fields drove a class (IG and grouped feature ablation)."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from skinui.explain.methods import METHOD_LABELS
+from skinui.ui import figures
+from skinui.ui.gradcam_tab import PREDICTED
+from skinui.ui.service import AppError, build_case
+from skinui.ui.session import AppContext, Session
+
+BOTH = "both side by side"
+EXPLAINER = (
+    "Integrated Gradients (zero baseline, 50 steps) integrates the gradient from an all-zero encoded "
+    "input to this case; feature ablation replaces one field at a time by *unknown* and measures the "
+    "change. Each bar sums a field's one-hot and missingness columns and is divided by the largest "
+    "magnitude; green pushes towards the class, red away from it."
+)
+
+
+def plots_for(scores: dict[str, dict[str, float]], target: str, mode: str) -> list[Any]:
+    """One plot update per registered method (visible per `mode`)."""
+    out = []
+    for method in list(METHOD_LABELS):
+        label = METHOD_LABELS.get(method, method)
+        show = mode in (BOTH, label) and bool(scores.get(method))
+        fig = figures.relevance_figure(scores[method], f"{label}: fields for {target}") if scores.get(method) else None
+        out.append(gr.update(value=fig, visible=show))
+    return out
+
+
+def note_for(session: Session) -> str:
+    ex = session.explanation
+    if ex is None:
+        return "Analyse a case to see which clinical fields drove the prediction."
+    if not ex.relevance:
+        return f"{session.entry} takes no metadata, so there is no field relevance to show."
+    if all(v == 0 for scores in ex.relevance.values() for v in scores.values()):
+        return "All relevances are zero: this case has no metadata (or the model ignores it), so no field drove it."
+    return EXPLAINER
+
+
+def render(ctx: AppContext, session: Session) -> list[Any]:
+    """[class picker, note, one plot per method]."""
+    ex = session.explanation
+    classes = ex.classes if ex is not None else []
+    picker = gr.update(choices=[PREDICTED, *classes], value=PREDICTED)
+    scores = ex.relevance if ex is not None else {}
+    return [picker, note_for(session), *plots_for(scores, ex.target if ex else "", BOTH)]
+
+
+def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list[Any]:
+    ex = session.explanation
+    if ex is None or not ex.relevance:
+        return [note_for(session), *plots_for({}, "", mode)]
+    from skinui.explain import encode_case, relevance, resolve_target
+
+    try:
+        with ctx.cache.use(session.entry) as entry:
+            case, _ = build_case(entry, session.inputs())
+            enc = encode_case(entry, case)
+            t = resolve_target(entry, None if choice == PREDICTED else choice, enc.logits)
+            scores = {m: relevance(entry, case, m, t, encoded=enc) for m in list(METHOD_LABELS)}
+            target = enc.classes[t]
+    except (AppError, ValueError) as err:
+        return [f"⚠️ {err}", *plots_for({}, "", mode)]
+    return [note_for(session), *plots_for(scores, target, mode)]
+
+
+def build(ctx: AppContext, session_state: gr.State) -> None:
+    with gr.Tab("Feature relevance", id="relevance"):
+        with gr.Row():
+            picker = gr.Dropdown([PREDICTED], value=PREDICTED, label="Relevance for class", elem_id="rel-class")
+            mode = gr.Radio([BOTH, *(METHOD_LABELS.get(m, m) for m in list(METHOD_LABELS))], value=BOTH,
+                            label="Method", elem_id="rel-method")
+        note = gr.Markdown(elem_id="rel-note")
+        with gr.Row():
+            plots = [gr.Plot(label=METHOD_LABELS.get(m, m), elem_id=f"rel-{m}") for m in list(METHOD_LABELS)]
+    ctx.add_view([picker, note, *plots], lambda s: render(ctx, s))
+    for control in (picker.input, mode.input):
+        control(lambda ch, md, s: on_change(ctx, ch, md, s), [picker, mode, session_state], [note, *plots],
+                api_visibility="private")

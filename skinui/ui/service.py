@@ -1,0 +1,212 @@
+"""What the app's views share: a read-only entry cache, safe upload reading, case assembly.
+
+Nothing here holds per-user state. Entries are loaded once and cached (LRU) for every session; a
+per-entry lock serialises use of one model because explanation hooks (Grad-CAM) attach to its
+modules, and two CPU cores gain nothing from running one model twice at once anyway.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinui.cases import IMAGE_MODALITIES, SHORT, Case, ImageError, load_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def weights_dir_from_env() -> Path:
+    """`SKINUI_WEIGHTS` or the repository's `weights/` folder."""
+    return Path(os.environ.get("SKINUI_WEIGHTS") or REPO / "weights")
+
+
+class AppError(ValueError):
+    """Something the user can fix; the message is the sentence shown to them."""
+
+
+def card_fusion(card: dict[str, Any]) -> str:
+    return str((card.get("model") or {}).get("fusion", {}).get("name", "none"))
+
+
+def card_structure(card: dict[str, Any]) -> str:
+    return str((card.get("model") or {}).get("structure", {}).get("name", "jf"))
+
+
+def headline_metrics(card: dict[str, Any]) -> str:
+    """'BACC 0.71 · AUC 0.91' from the card's metrics summary (what is there)."""
+    metrics = card.get("metrics") or {}
+    parts = []
+    bacc = metrics.get("balanced_accuracy")
+    auc = (metrics.get("macro") or {}).get("auc", metrics.get("macro_auc"))
+    if isinstance(bacc, (int, float)):
+        parts.append(f"BACC {bacc:.2f}")
+    if isinstance(auc, (int, float)):
+        parts.append(f"AUC {auc:.2f}")
+    return " · ".join(parts) or "no test metrics"
+
+
+def short_modalities(modalities: list[str]) -> str:
+    return "+".join(SHORT.get(m, m) for m in modalities)
+
+
+def entry_label(card: dict[str, Any]) -> str:
+    """Dropdown label: dataset first so entries read grouped by dataset."""
+    mods = short_modalities(list(card.get("modalities", [])))
+    return (f"{card.get('dataset', '?')} · {card['name']} ({mods}, {card_fusion(card)}, "
+            f"{card_structure(card)}; {headline_metrics(card)})")
+
+
+class EntryCache:
+    """Model cards listed once at start; entries loaded on first use and kept (LRU, read-only)."""
+
+    def __init__(self, weights_dir: str | os.PathLike | None = None, capacity: int = 3) -> None:
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else weights_dir_from_env()
+        self.capacity = capacity
+        self._loaded: OrderedDict[str, tuple[Any, threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.cards: list[dict[str, Any]] = []
+        self.listing_error: str | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            from skinui.zoo import list_entries
+
+            cards = list_entries(self.weights_dir) if self.weights_dir.is_dir() else []
+            self.cards = sorted(cards, key=lambda c: (str(c.get("dataset")), str(c.get("name"))))
+            self.listing_error = None
+        except Exception as err:  # a broken weights folder must not stop the app from starting
+            self.cards, self.listing_error = [], f"The model zoo in {self.weights_dir} could not be read: {err}"
+
+    def names(self) -> list[str]:
+        return [c["name"] for c in self.cards]
+
+    def card(self, name: str) -> dict[str, Any]:
+        for c in self.cards:
+            if c["name"] == name:
+                return c
+        known = ", ".join(self.names()) or "none are installed"
+        raise AppError(f"There is no model entry called {name!r}; choose one of: {known}.")
+
+    def default_name(self, preferred: str | None = None) -> str | None:
+        """`preferred` if installed, else a trimodal JI-ADF, else the entry with most modalities."""
+        if preferred:
+            self.card(preferred)  # raises a sentence when unknown
+            return preferred
+        if not self.cards:
+            return None
+        ranked = sorted(self.cards, key=lambda c: (-len(c.get("modalities", [])), card_structure(c) != "jiadf",
+                                                   str(c.get("dataset")) != "synthderm", c["name"]))
+        return ranked[0]["name"]
+
+    def _get(self, name: str) -> tuple[Any, threading.Lock]:
+        with self._lock:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                return self._loaded[name]
+        self.card(name)
+        from skinui.zoo import ZooError, load_entry
+
+        try:
+            entry = load_entry(name, self.weights_dir)
+        except ZooError as err:
+            raise AppError(str(err)) from err
+        entry.model.eval()
+        for p in entry.model.parameters():  # inference only: gradients flow to inputs/activations
+            p.requires_grad_(False)
+        with self._lock:
+            item = self._loaded.setdefault(name, (entry, threading.Lock()))
+            self._loaded.move_to_end(name)
+            while len(self._loaded) > self.capacity:
+                self._loaded.popitem(last=False)
+        return item
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[Any]:
+        """The loaded `Entry`, held exclusively for the duration of the block."""
+        entry, lock = self._get(name)
+        with lock:
+            yield entry
+
+
+def read_upload(path: str | None, delete: bool = True) -> np.ndarray | None:
+    """Validate an uploaded file into RGB pixels (EXIF dropped) and delete gradio's temp copy."""
+    if not path:
+        return None
+    try:
+        return load_image(path)
+    finally:
+        if delete:
+            _delete_temp(path)
+
+
+def _delete_temp(path: str) -> None:
+    """Remove an upload from gradio's cache (never a file outside it) and its empty folder."""
+    from gradio.utils import get_upload_folder
+
+    p = Path(path)
+    cache = Path(get_upload_folder()).resolve()
+    try:
+        resolved = p.resolve()
+        if cache in resolved.parents:
+            resolved.unlink(missing_ok=True)
+            if resolved.parent != cache and not any(resolved.parent.iterdir()):
+                resolved.parent.rmdir()
+    except OSError:
+        pass  # an already-removed temp file is the goal anyway
+
+
+@dataclass
+class CaseInputs:
+    """What one session typed in: pixels per image modality and raw metadata values."""
+
+    images: dict[str, np.ndarray | None]
+    metadata: dict[str, Any]
+
+    def present(self) -> list[str]:
+        have = [m for m in IMAGE_MODALITIES if self.images.get(m) is not None]
+        if any(v not in (None, "", "unknown") for v in self.metadata.values()):
+            have.append("metadata")
+        return have
+
+
+def build_case(entry: Any, inputs: CaseInputs, enabled: tuple[str, ...] | None = None) -> tuple[Case, list[str]]:
+    """A `Case` for `entry` from typed inputs; metadata cleaned by the entry's encoder (warnings kept).
+
+    `enabled` switches modalities off (the ablation toggles): a disabled one is simply absent.
+    """
+    warnings: list[str] = []
+    enabled = tuple(enabled) if enabled is not None else tuple(entry.card.get("modalities", ()))
+    images = {m: (inputs.images.get(m) if m in enabled else None) for m in IMAGE_MODALITIES}
+    metadata: dict[str, Any] = {}
+    if "metadata" in enabled and entry.encoder is not None:
+        metadata, warnings = entry.encoder.validate(dict(inputs.metadata))
+    case = Case("app-case", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
+    return case, warnings
+
+
+def modality_notes(card: dict[str, Any], present: list[str]) -> list[str]:
+    """Sentences on what happens with this entry given the modalities the case has."""
+    needs = list(card.get("modalities", []))
+    notes = []
+    missing = [m for m in needs if m not in present]
+    ignored = [m for m in present if m not in needs]
+    if missing:
+        notes.append(f"This case has no {' or '.join(missing)} input; {card['name']} will use its learned "
+                     f"'missing' embedding for it and rely on {', '.join(m for m in needs if m in present) or 'nothing'}.")
+    if ignored:
+        notes.append(f"{card['name']} does not use the {' or '.join(ignored)} input; it is ignored.")
+    if not any(m in present for m in needs):
+        notes.append("The case has none of this entry's inputs, so the prediction is only the model's prior.")
+    return notes
+
+
+__all__ = ["AppError", "CaseInputs", "EntryCache", "ImageError", "build_case", "entry_label",
+           "modality_notes", "read_upload", "weights_dir_from_env"]

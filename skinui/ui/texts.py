@@ -1,0 +1,126 @@
+"""Plain-language texts of the app: fusion methods and structures for teachers, the About page.
+
+Descriptions are keyed by the registry names of `skinui.models.fusion.FUSIONS` and
+`skinui.models.structures.STRUCTURES`, so a new method only needs one entry here (a test checks
+that every registered name has one). Equations use the symbols of the JI-ADF paper:
+f_I image features, f_M metadata features, f_J the fused (joint) features.
+"""
+from __future__ import annotations
+
+NOT_A_MEDICAL_DEVICE = (
+    "**SkinUI is a research and teaching tool, not a medical device.** Its outputs are not a "
+    "diagnosis and must not be used to make decisions about any person's care."
+)
+
+FUSION_TEXTS: dict[str, tuple[str, str]] = {
+    "concat": (
+        "Concatenation: the image and metadata feature vectors are laid end to end and the "
+        "classifier learns from both at once. The simplest baseline.",
+        "f_J = [f_I ; f_M]",
+    ),
+    "weighted_concat": (
+        "Weighted concatenation: like concatenation, but each modality is first multiplied by a "
+        "learned scalar weight, so the network can turn a modality up or down as a whole.",
+        "f_J = [w_I · f_I ; w_M · f_M]",
+    ),
+    "hadamard": (
+        "Hadamard (element-wise) product: both vectors are projected to the same width and "
+        "multiplied position by position, so a feature only counts when both modalities agree.",
+        "f_J = (W_I f_I) ⊙ (W_M f_M)",
+    ),
+    "tensor": (
+        "Tensor fusion: the outer product of the two (projected) vectors, each extended by a 1, "
+        "holds every pairwise interaction of an image feature with a metadata feature plus the "
+        "originals; the width is bounded by projecting first.",
+        "f_J = vec([W_I f_I ; 1] ⊗ [W_M f_M ; 1])",
+    ),
+    "bilinear": (
+        "Bilinear pooling: each output feature is a learned weighted sum of products of image and "
+        "metadata features; a low-rank factorisation keeps it small.",
+        "f_J,k = f_Iᵀ W_k f_M ≈ 1ᵀ (U_kᵀ f_I ⊙ V_kᵀ f_M)",
+    ),
+    "gated": (
+        "Gated fusion: a learned gate between 0 and 1 decides, feature by feature, how much comes "
+        "from the image and how much from the metadata.",
+        "g = σ(W [f_I ; f_M]),  f_J = g ⊙ x + (1 − g) ⊙ y,  x = tanh(W_x f_I), y = tanh(W_y f_M)",
+    ),
+    "self_attention": (
+        "Self-attention over modality tokens: each modality becomes one token and a transformer "
+        "layer lets every token look at the others before they are pooled.",
+        "T = [f_I, f_M],  f_J = pool(softmax(Q Kᵀ / √d) V)",
+    ),
+    "cross_attention": (
+        "Cross-attention: image features ask questions (queries) of the metadata (keys, values) "
+        "and the metadata asks questions of the image; the two answers are combined.",
+        "f_J = [Attn(Q_I, K_M, V_M) ; Attn(Q_M, K_I, V_I)]",
+    ),
+    "metablock": (
+        "MetaBlock (Pacheco & Krohling): the metadata produces a scale and a shift that modulate "
+        "groups of image features, so the patient context decides which visual cues matter.",
+        "f_J = σ(tanh(f_b(f_M) ⊙ f_I) + g_b(f_M))",
+    ),
+    "metanet": (
+        "MetaNet: the metadata produces a multiplicative gate (a 1×1 convolution and a sigmoid) "
+        "applied channel by channel to the image features.",
+        "f_J = σ(W_2 ReLU(W_1 f_M)) ⊙ f_I",
+    ),
+    "mmfa": (
+        "MMFA (JI-ADF's multimodal fusion attention): each modality is projected to queries, keys "
+        "and values; a two-token multi-head attention mixes them; the result is added to a direct "
+        "(skip) projection of both feature vectors.",
+        "o = MHA(Q, K, V) over {f_I, f_M},  f_J = g(o) + W_skip [f_I ; f_M]",
+    ),
+}
+
+STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
+    "late": (
+        "Late: each modality is encoded on its own and the feature vectors go straight into one "
+        "classifier; there is no fusion module.",
+        "P = softmax(W [f_D ; f_C ; f_M])",
+    ),
+    "jf": (
+        "Joint fusion (JF): one fusion module combines image and metadata features and one "
+        "classifier head reads the joint features.",
+        "P = softmax(h_J(f_J))",
+    ),
+    "jif": (
+        "Joint-individual fusion (JIF): besides the joint head, the image and the metadata each get "
+        "their own classifier head trained with auxiliary losses; the three predictions are averaged.",
+        "P = (P_I + P_IM + P_M) / 3",
+    ),
+    "jiadf": (
+        "JI-ADF (joint-individual fusion with adaptive decision fusion): like JIF, but a small "
+        "gating network looks at all three heads' logits and decides, case by case, how much to "
+        "trust each; the weights alpha are shown on the Prediction tab.",
+        "α = softmax(MLP([z_I ; z_IM ; z_M])),  P = α_I P_I + α_IM P_IM + α_M P_M",
+    ),
+}
+
+MISSING_MODALITY = (
+    "When a case lacks a modality the model uses, that branch receives the learned *missing* "
+    "embedding the model saw during training (modality dropout), so the prediction rests on the "
+    "remaining inputs. Expect it to be less certain, and compare on the Modality ablation tab."
+)
+
+HOW_TO_GET_ENTRIES = (
+    "No model entries are installed in `{weights}`. Entries are pairs `<name>.safetensors` + "
+    "`<name>.json` (model card). Train one with `python -m training fit --config "
+    "training/configs/NAME.yaml --out weights/`, copy shipped weights into that folder, or point "
+    "the app at another folder with the `SKINUI_WEIGHTS` environment variable; then restart the app."
+)
+
+LIMITS = (
+    "Limits: the models were trained on public research datasets (or on the synthetic SynthDerm "
+    "benchmark) whose patients, cameras and skin tones do not represent every population; their "
+    "probabilities are calibrated on a held-out split of the same data, not on your images. "
+    "Explanations (Grad-CAM, feature relevance) show what the model used, not what is medically right."
+)
+
+
+def describe(kind: str, name: str) -> str:
+    """Markdown description + equation of a fusion method or structure by registry name."""
+    table = FUSION_TEXTS if kind == "fusion" else STRUCTURE_TEXTS
+    if name not in table:
+        return f"`{name}`: no description yet."
+    text, equation = table[name]
+    return f"{text}\n\n`{equation}`"

@@ -1,0 +1,156 @@
+"""`python -m training evaluate`: score a zoo entry the way the app runs it, plus every modality subset.
+
+The test split is re-derived from the card's recorded split (dataset, method, seed, group key,
+fractions) and checked against the recorded SHA-256 of its case ids, so an evaluation never
+scores a case the entry trained or was selected on; a different dataset folder is refused for
+`--split test` (use `--split all` on cases the entry never saw).
+
+Headline metrics use the model's own probabilities; `ece_calibrated` applies the card's
+temperature (fitted on the validation split at training time).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skinui.calibration import ece, reliability_bins, softmax
+from skinui.cases import SHORT, Case
+from skinui.metrics import classification_report, quick_scores, roc_curves
+from training.data import case_ids_sha256, load_cases, make_split
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run as asked; the message says what to do."""
+
+
+def subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, largest first: ("dermoscopic", "metadata"), ("dermoscopic",), ..."""
+    mods = list(modalities)
+    return [c for r in range(len(mods), 0, -1) for c in itertools.combinations(mods, r)]
+
+
+def subset_name(subset: Sequence[str]) -> str:
+    return "+".join(SHORT[m] for m in subset)
+
+
+@torch.no_grad()
+def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
+                  device: torch.device | None = None) -> dict[tuple[str, ...], np.ndarray]:
+    """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset."""
+    model = entry.model.eval()
+    if device is not None:
+        model.to(device)
+    dev = next(model.parameters()).device
+    out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
+    for start in range(0, len(cases), batch_size):
+        chunk = list(cases[start : start + batch_size])
+        batch = _to(entry.batch(chunk), dev)
+        feats = model.encode(batch)
+        mask = batch.get("mask") or {}
+        for subset in out:
+            kept = {m: f for m, f in feats.items() if m in subset}
+            if kept:
+                logits = model.head(kept, {m: v for m, v in mask.items() if m in subset}).logits
+            else:  # none of the subset's modalities in this batch: the head on missing embeddings only
+                logits = _all_missing_logits(model, subset[0], len(chunk), dev)
+            out[subset].append(logits.float().cpu().numpy())
+    return {s: np.concatenate(v) for s, v in out.items()}
+
+
+def _all_missing_logits(model: torch.nn.Module, modality: str, n: int, device: torch.device) -> torch.Tensor:
+    feats = {modality: model.missing[modality].expand(n, -1)}
+    return model.head(feats, {modality: torch.zeros(n, dtype=torch.bool, device=device)}).logits
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, temperature: float | None = None,
+           batch_size: int = 64, device: torch.device | None = None,
+           logits: dict[tuple[str, ...], np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report.json dict, plus the curves and bins the HTML figures need (`logits`: precomputed subsets)."""
+    classes = list(entry.card["classes"])
+    logits = logits if logits is not None else subset_logits(entry, cases, batch_size, device)
+    full = tuple(entry.model.modalities)
+    probs = softmax(logits[full])
+    t = float(temperature if temperature is not None else entry.temperature or 1.0)
+    calibrated = softmax(logits[full], t)
+    rep = classification_report(labels, probs, classes)
+    rep["ece"] = ece(probs, labels)
+    rep["ece_calibrated"] = ece(calibrated, labels)
+    rep["temperature"] = t
+    ablation = {}
+    for subset, z in logits.items():
+        q = quick_scores(labels, softmax(z), len(classes))
+        ablation[subset_name(subset)] = {"balanced_accuracy": q["balanced_accuracy"], "macro_auc": q["macro_auc"]}
+    rep["modality_ablation"] = ablation
+    extras = {
+        "roc": roc_curves(labels, probs, classes),
+        "bins": reliability_bins(probs, labels),
+        "bins_calibrated": reliability_bins(calibrated, labels),
+        "logits": logits[full],
+    }
+    return rep, extras
+
+
+def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> tuple[list[Case], np.ndarray, str]:
+    """The cases to score and their labels; `test` re-derives the card's split and verifies it."""
+    classes = list(card["classes"])
+    cases, _, schema = load_cases(dataset, root)
+    if list(schema.classes) != classes:
+        raise EvaluationError(
+            f"{card['name']} predicts {', '.join(classes)} but {dataset} has classes {', '.join(schema.classes)}; "
+            f"evaluate it on a dataset with the same classes.")
+    if split == "all":
+        chosen, note = cases, f"all {len(cases)} labelled cases under {root}"
+    elif split == "test":
+        record = (card.get("training") or {}).get("split")
+        if not record:
+            raise EvaluationError(f"{card['name']}'s model card records no split; use --split all on unseen cases.")
+        if dataset != card["dataset"]:
+            raise EvaluationError(f"{card['name']} was trained on {card['dataset']}, so it has no test split of "
+                                  f"{dataset}; use --split all.")
+        parts, _ = make_split(dataset, cases, {**record, "group_key": record.get("group_key")})
+        if case_ids_sha256(cases, parts["test"]) != record.get("test_sha256"):
+            raise EvaluationError(
+                f"The {dataset} folder {root} is not the one {card['name']} was trained on (its re-derived test split "
+                f"differs from the recorded one), so the test split could include training cases. Point --data-root "
+                f"at the training data, or use --split all on cases the entry never saw.")
+        chosen, note = [cases[i] for i in parts["test"]], f"test split re-derived from the card ({record.get('description', '')})"
+    else:
+        raise EvaluationError("--split must be test or all.")
+    if not chosen:
+        raise EvaluationError("No cases to evaluate in that split.")
+    labels = np.array([classes.index(c.label) for c in chosen], dtype=np.int64)
+    return chosen, labels, note
+
+
+def run(weights: str, dataset: str | None, data_root: str, split: str, out: str, device: str = "auto",
+        batch_size: int = 64, inline_js: bool = False) -> dict[str, Any]:
+    from skinui.zoo import load_entry
+    from training.report_html import write_html
+    from training.runtime import pick_device
+
+    path = Path(weights)
+    name = path.name.removesuffix(".json").removesuffix(".safetensors")
+    entry = load_entry(name, path.parent if str(path.parent) not in ("", ".") else None)
+    dataset = dataset or entry.card["dataset"]
+    cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
+    rep, extras = report(entry, cases, labels, batch_size=batch_size, device=pick_device(device))
+    rep = {"entry": name, "dataset": dataset, "split": split, "split_note": note, **rep}
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(rep, indent=1))
+    write_html(out_dir / "report.html", rep, extras, entry.card, inline_js=inline_js)
+    return rep

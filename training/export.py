@@ -1,0 +1,159 @@
+"""Write a run's best weights as a zoo entry, then measure the entry *as shipped*.
+
+`fit` calls `export` at the end; `python -m training export --run DIR` does the same for any run
+dir (a finished one, or one killed after some epochs). Steps: save the entry (image encoders
+optionally to `weights/shared/`, fp16), load it back with `skinui.zoo.load_entry`, fit the
+temperature on the validation split, score the test split with `training.evaluate.report`
+(exactly what `python -m training evaluate` computes), and save the card again with
+`metrics` and `calibration` filled in. The weights are not touched by the second save.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from safetensors.torch import load_file
+
+from skinui.calibration import calibration_summary
+from skinui.zoo import load_entry, save_entry
+from training.data import Prepared
+from training.evaluate import report, subset_logits
+
+SUMMARY_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "n_cases")
+
+
+def _encoder_keys(model: Any) -> dict[str, str]:
+    """Image modality -> the state-dict prefix of its encoder ("encoders.dermoscopic." or "encoders.shared.")."""
+    return {m: f"encoders.{'shared' if model.shared else m}." for m in model.image_modalities}
+
+
+def shared_specs(cfg: dict[str, Any], model: Any, weights_dir: Path) -> list[dict[str, Any]]:
+    """Which encoders go to weights/shared/: stage 2 reuses its backbone's file, stage 1 names one."""
+    fp16 = bool(cfg["export"].get("fp16", True))
+    specs: dict[str, dict[str, Any]] = {}
+    if cfg["train"]["mode"] == "features":
+        from training.stage2 import backbone_names
+
+        for m, backbone in backbone_names(cfg["stage2"]["backbone"], model.image_modalities).items():
+            card = json.loads((weights_dir / f"{backbone}.json").read_text())
+            for part in card.get("shared") or []:
+                if part["prefix"] in (f"encoders.{m}.", "encoders.shared."):
+                    specs[_encoder_keys(model)[m]] = {"name": Path(part["file"]).stem, "prefix": _encoder_keys(model)[m],
+                                                      "fp16": part.get("dtype") == "float16"}
+    elif cfg["export"].get("shared_encoder"):
+        keys = sorted(set(_encoder_keys(model).values()))
+        for key in keys:
+            name = cfg["export"]["shared_encoder"]
+            name = name if len(keys) == 1 else f"{name}_{key.split('.')[1]}"
+            specs[key] = {"name": name, "prefix": key, "fp16": fp16}
+    return list(specs.values())
+
+
+def base_card(cfg: dict[str, Any], prep: Prepared, model: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    force = list((cfg.get("metadata") or {}).get("force_leaky") or [])
+    model_cfg = json.loads(json.dumps(model.cfg))  # JSON-safe copy
+    model_cfg["image_encoder"] = {**model_cfg.get("image_encoder", {}), "pretrained": False, "weights": None}
+    return {
+        "name": cfg["name"],
+        "dataset": prep.dataset,
+        "title": cfg.get("title") or cfg["name"],
+        "description": cfg.get("description") or "",
+        "modalities": list(model.modalities),
+        "classes": prep.classes,
+        "class_names": dict(prep.schema.class_names),
+        "model": model_cfg,
+        "metadata_encoder": prep.encoder.to_dict() if prep.encoder is not None else None,
+        "leaky": bool(force),
+        "force_leaky": force,
+        "training": {
+            "data": cfg["data_root"],
+            "split": prep.split_record,
+            "seed": int(cfg["train"]["seed"]),
+            "command": summary.get("command", ""),
+            "config": cfg,
+            "mode": cfg["train"]["mode"],
+            "device": summary.get("device"),
+            "seconds": summary.get("seconds"),
+            "epochs_run": summary.get("epochs_run"),
+            "best_epoch": summary.get("best_epoch"),
+            "select_metric": summary.get("select_metric"),
+            "date": dt.date.today().isoformat(),
+            "skipped": prep.skipped,
+        },
+        "licence": prep.schema.licence,
+        "citation": prep.schema.citation,
+    }
+
+
+def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weights_dir: Path,
+           summary: dict[str, Any]) -> Path:
+    """Save, reload, calibrate on val, score on test; returns the card path."""
+    weights_dir = Path(weights_dir)
+    card = base_card(cfg, prep, model, summary)
+    specs = shared_specs(cfg, model, weights_dir)
+    save_entry(model.cpu(), card, weights_dir, shared=specs)
+    entry = load_entry(cfg["name"], weights_dir)
+
+    val = [prep.cases[i] for i in prep.split["val"]]
+    val_logits = subset_logits(entry, val)[tuple(entry.model.modalities)]
+    val_labels = prep.labels[prep.split["val"]]
+    test_idx = prep.split["test"] or prep.split["val"]  # an official split without test: report on val
+    test = [prep.cases[i] for i in test_idx]
+    test_labels = prep.labels[test_idx]
+    test_logits = subset_logits(entry, test)
+    cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels)
+    rep, _ = report(entry, test, test_labels, temperature=cal["temperature"], logits=test_logits)
+    card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
+    card["metrics"] = {
+        "split": "test" if prep.split["test"] else "val",
+        **{k: rep[k] for k in SUMMARY_KEYS},
+        "macro": rep["macro"],
+        "per_class": rep["per_class"],
+        "modality_ablation": rep["modality_ablation"],
+    }
+    if specs:  # what storing the shared encoder in fp16 costs, measured
+        full = model.eval()
+        with_fp32 = subset_logits(_with_model(entry, full), val)[tuple(entry.model.modalities)]
+        card["training"]["shared_fp16_max_prob_diff"] = float(np.abs(_softmax(with_fp32) - _softmax(val_logits)).max())
+    path = save_entry(entry.model, card, weights_dir, shared=specs)
+    (Path(run_dir) / "report_test.json").write_text(json.dumps(rep, indent=1))
+    return path
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _with_model(entry: Any, model: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(entry, model=model)
+
+
+def export_run(run: str, weights_dir: str | None = None, data_root: str | None = None, device: str = "auto") -> Path:
+    """Re-export a run dir: its resolved config, its data, its best weights."""
+    from training.config import load_config
+    from training.data import prepare, resolve_root
+    from training.loop import build
+    from training.runtime import setup
+
+    run_dir = Path(run)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "best.safetensors").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished training run (config.yaml and best.safetensors are "
+                                f"needed); run `python -m training fit` first.")
+    cfg = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text()))
+    rt = setup(device, "off", False)
+    root = resolve_root(cfg["data_root"], data_root)
+    cfg["data_root"] = str(root)
+    wdir = Path(weights_dir or cfg["export"]["weights_dir"]).resolve()
+    prep = prepare(cfg, root)
+    model = build(cfg, prep, rt, wdir)
+    model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(rt.device)))
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    summary.setdefault("command", (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else "")
+    return export(cfg, prep, model, run_dir, wdir, summary)

@@ -1,0 +1,51 @@
+"""The evaluation report as one HTML page: a metrics table and the shared plotly figures."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from skinui import plots
+from skinui.metrics import METRIC_KEYS
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("–" if value is None else html.escape(str(value)))
+
+
+def _row(label: str, values: dict[str, Any]) -> str:
+    cells = "".join(f"<td>{_fmt(values[k])}</td>" for k in METRIC_KEYS)
+    return f"<tr><th>{html.escape(label)}</th>{cells}</tr>"
+
+
+def _table(rep: dict[str, Any]) -> str:
+    head = "".join(f"<th>{k}</th>" for k in METRIC_KEYS)
+    rows = [_row("macro", rep["macro"])] + [_row(label, row) for label, row in rep["per_class"].items()]
+    return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: dict[str, Any], inline_js: bool = False) -> None:
+    """Write the report; plotly.js is loaded from its CDN unless `inline_js` (self-contained, ~4 MB)."""
+    figures = [
+        plots.confusion_matrix_figure(rep["confusion_matrix"], list(rep["per_class"])),
+        plots.roc_figure(extras["roc"], {k: v["auc"] for k, v in rep["per_class"].items()}),
+        plots.reliability_figure(extras["bins"], extras["bins_calibrated"], rep["ece"], rep["ece_calibrated"],
+                                 title=f"Reliability (temperature {rep['temperature']:.2f})"),
+        plots.ablation_figure(rep["modality_ablation"]),
+    ]
+    first_js: bool | str = True if inline_js else "cdn"  # plotly.js once, with the first figure
+    parts = [fig.to_html(full_html=False, include_plotlyjs=first_js if i == 0 else False) for i, fig in enumerate(figures)]
+    summary = (f"balanced accuracy <b>{_fmt(rep['balanced_accuracy'])}</b> · accuracy {_fmt(rep['accuracy'])} · "
+               f"macro F1 {_fmt(rep['macro_f1'])} · macro AUC {_fmt(rep['macro']['auc'])} · "
+               f"ECE {_fmt(rep['ece'])} → {_fmt(rep['ece_calibrated'])} after temperature · {rep['n_cases']} cases")
+    leaky = "<p class=warn>This entry uses label-leaking metadata (leaky: true); its scores overstate real use.</p>" \
+        if card.get("leaky") else ""
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(rep['entry'])} evaluation</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}.warn{{color:#a00}}</style></head><body>
+<h1>{html.escape(card.get('title') or rep['entry'])}</h1>
+<p>{html.escape(rep['dataset'])}, {html.escape(rep['split_note'])}. Research and teaching tool, not a medical device.</p>
+{leaky}<p>{summary}</p>{_table(rep)}
+{''.join(f'<div>{p}</div>' for p in parts)}
+</body></html>"""
+    Path(path).write_text(page)

@@ -64,7 +64,7 @@ class MultimodalModel(nn.Module):
         self.feature_dims = dims
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()})
         groups = cfg.get("meta_groups") or []
-        self.meta_groups = [list(map(int, g)) for g in groups]
+        self.meta_groups = [sorted(map(int, g)) for g in groups]  # ascending: matches boolean-mask fill order
         missing_row = cfg.get("meta_missing") or [0.0] * int(cfg.get("meta_dim") or 0)
         self.register_buffer("meta_missing", torch.tensor(missing_row, dtype=torch.float32), persistent=False)
         s_cfg = dict(cfg["structure"])

@@ -10,6 +10,7 @@ forward measured in the same process, so the overhead column is the fusion's own
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import statistics
@@ -92,7 +93,8 @@ def table(results: list[dict], backbone_ms: float, backbone_params: int, runs: i
         SECTION, "",
         f"Bimodal (dermoscopic + {META_DIM}-d metadata), batch 1, 224 px, efficientnet_lite0 backbone, "
         f"metadata MLP 128 -> 256, fusion width 256; median of {runs} CPU forwards, {threads} thread(s), "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}. "
+        f"{platform.processor() or platform.machine()} with {os.cpu_count()} cores (1-min load average "
+        f"{os.getloadavg()[0]:.1f} when the table was written), torch {torch.__version__}. "
         f"Bare backbone: {backbone_params / 1e6:.2f} M parameters, {backbone_ms:.1f} ms per forward. "
         "*Fusion + heads* = everything after the encoders (fusion, missing embeddings, classifier heads, "
         "JI-ADF gate); its latency is `model.head` on cached features. *Overhead* = median over runs of "

@@ -117,6 +117,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r} must look like key.sub=value.")
     key, raw = item.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string; a number is meant
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     return [k for k in key.strip().split(".") if k], value
 
 

@@ -1,0 +1,228 @@
+"""training/: configs, fit end to end (all three modes), resume equivalence, the fast path's cache."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures.official_layouts import make_ham10000
+from safetensors.torch import load_file
+
+from training import checkpoint
+from training.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+
+
+def tiny_config(name: str = "tiny", mode: str = "full", **train) -> dict:
+    """A config small enough for CI: 32-px images, tinynet_e (0.8 M parameters), 2 epochs."""
+    return {
+        "name": name, "dataset": "ham10000", "split": {"method": "grouped", "fractions": [0.5, 0.25, 0.25]},
+        "model": {"modalities": ["dermoscopic", "metadata"], "image_size": 32,
+                  "image_encoder": {"name": "tinynet_e", "pretrained": False, "stem_blocks": 3},
+                  "meta_encoder": {"name": "mlp", "dims": [16]}, "fusion": {"name": "concat", "dim": 16},
+                  "structure": {"name": "jiadf"}, "modality_dropout": 0.2, "field_dropout": 0.1},
+        "train": {"mode": mode, "epochs": 2, "batch_size": 8, "eval_batch_size": 16,
+                  "scheduler": {"name": "plateau", "patience": 0}, **train},
+        "fastpath": {"views": 2}, "stage2": {"views": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def ham(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ham")
+    make_ham10000(root, n=40)
+    return root
+
+
+def run_fit(cfg: dict, ham: Path, tmp: Path, **kw) -> Path:
+    from training.loop import fit
+
+    return fit(load_config(None, base=cfg), str(ham), str(tmp / "runs" / cfg["name"]), "cpu",
+               command="pytest", weights_dir=str(tmp / "weights"), **kw)
+
+
+# -- configs ---------------------------------------------------------------------------------------
+def test_every_shipped_config_resolves_and_builds():
+    from skinui.models import build_model
+
+    names = set()
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if path.name.startswith("_"):
+            continue
+        cfg = load_config(path)
+        assert cfg["name"] not in names, f"{path.name}: duplicate entry name"
+        names.add(cfg["name"])
+        model = dict(cfg["model"], num_classes=3, meta_dim=5)
+        if cfg["model"]["image_encoder"]["name"] != "concept_mlp":  # cheap stand-in, same feature width
+            model["image_encoder"] = {"name": "concept_mlp", "in_dim": 4, "out_dim": 1280}
+        build_model(model)  # fusion/structure/modalities combination is valid
+    assert {"ham10000_image", "ham10000_jiadf", "pad_ufes20_jiadf", "synthderm_jiadf"} <= names
+    assert sum(n.startswith("ham10000_jf_") for n in names) == 11
+    assert sum(n.startswith("synthderm_jiadf") for n in names) == 8  # 7 subsets + no-aux
+
+
+def test_config_bases_overrides_and_typos(tmp_path):
+    jiadf = load_config(CONFIGS / "ham10000_jiadf.yaml", ["train.optimizer.lr=3e-4", "stage2.views=4"])
+    assert jiadf["train"]["optimizer"] == {"name": "adamw", "lr": 3e-4, "weight_decay": 1e-5, "momentum": 0.9}
+    assert jiadf["train"]["scheduler"]["name"] == "plateau" and jiadf["train"]["batch_size"] == 16
+    assert jiadf["train"]["sampler"] == "balanced" and jiadf["stage2"]["views"] == 4
+    assert jiadf["model"]["fusion"]["name"] == "mmfa" and jiadf["model"]["modalities"] == ["dermoscopic", "metadata"]
+    (tmp_path / "bad.yaml").write_text("base: " + str(CONFIGS / "ham10000_jiadf.yaml") + "\ntrain: {epoks: 3}\n")
+    with pytest.raises(ConfigError, match="epoks"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(CONFIGS / "ham10000_jiadf.yaml", ["train.epochs"])
+
+
+# -- building blocks ---------------------------------------------------------------------------------
+def test_checkpoint_roundtrip_without_pickle(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = {"optimizer": opt.state_dict(), "epoch": 3, "nested": {"t": (1, torch.ones(2)), "inf": float("inf")}}
+    checkpoint.save_state(tmp_path / "last", state)
+    checkpoint.save_state(tmp_path / "last", state)  # rewriting leaves exactly one tensor file
+    assert len(list(tmp_path.glob("last.*.safetensors"))) == 1 and checkpoint.exists(tmp_path / "last")
+    back = checkpoint.load_state(tmp_path / "last")
+    assert back["epoch"] == 3 and back["nested"]["t"][0] == 1 and back["nested"]["inf"] == float("inf")
+    assert set(back["optimizer"]["state"]) == {0, 1}  # integer parameter ids survive JSON
+    torch.testing.assert_close(back["optimizer"]["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    opt.load_state_dict(back["optimizer"])
+
+
+def test_sampler_shards_and_balances():
+    from training.sampling import EpochSampler, class_weights
+
+    labels = np.array([0] * 90 + [1] * 10)
+    shards = [EpochSampler(labels, "shuffle", seed=1, rank=r, world_size=3) for r in range(3)]
+    seen = np.concatenate([s.order() for s in shards])
+    assert len(seen) == 102 and set(seen) == set(range(100)) and all(len(s) == 34 for s in shards)
+    balanced = EpochSampler(labels, "balanced", seed=1).order()
+    assert 0.35 < (labels[balanced] == 1).mean() < 0.65
+    w = class_weights(labels, 3)
+    assert w[2] == 0 and w[1] / w[0] == pytest.approx(9.0)
+
+
+def test_class_weighted_loss_matches_weighted_cross_entropy():
+    from skinui.models import build_model
+    from training.optim import compute_loss
+
+    model = build_model({"modalities": ["metadata"], "num_classes": 3, "meta_dim": 4, "structure": {"name": "late"}})
+    out = model({"metadata": torch.randn(12, 4)})
+    target = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 0])
+    w = torch.tensor([0.5, 1.0, 2.0])
+    expected = torch.nn.functional.cross_entropy(out.logits, target, weight=w)
+    torch.testing.assert_close(compute_loss(model, out, target, w), expected)
+    torch.testing.assert_close(compute_loss(model, out, target, None), model.loss(out, target))
+
+
+# -- fit ---------------------------------------------------------------------------------------------
+def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path):
+    from skinui.zoo import load_entry
+
+    stage1 = tiny_config("tiny_image", "fastpath")
+    stage1["model"].update(modalities=["dermoscopic"], structure={"name": "late"})
+    stage1["export"] = {"shared_encoder": "tiny_dermoscopic_encoder"}
+    run = run_fit(stage1, ham, tmp_path)
+    for name in ("config.yaml", "command.txt", "metrics.jsonl", "last.json", "best.safetensors", "summary.json"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all("val_macro_f1" in r and "train_loss" in r for r in rows)
+    assert list((tmp_path / "runs" / "_cache").glob("fastpath-ham10000-dermoscopic-train-*/data.npy"))
+
+    stage2 = tiny_config("tiny_jiadf", "features")
+    stage2["stage2"]["backbone"] = "tiny_image"
+    run_fit(stage2, ham, tmp_path)
+    weights = tmp_path / "weights"
+    entry = load_entry("tiny_jiadf", weights)
+    card = entry.card
+    assert card["shared"][0]["file"] == "shared/tiny_dermoscopic_encoder.safetensors"
+    assert card["shared"] == load_entry("tiny_image", weights).card["shared"]  # one encoder file, two entries
+    assert 0.05 <= card["calibration"]["temperature"] <= 20 and len(card["calibration"]["bins"]) == 15
+    assert card["training"]["split"]["test_sha256"] and card["training"]["command"] == "pytest"
+    assert set(card["metrics"]["modality_ablation"]) == {"D+M", "D", "M"}
+    assert card["leaky"] is False and card["metadata_encoder"]["columns"]
+    from skinui.datasets import load_dataset
+
+    preds = entry.predict(load_dataset("ham10000", ham).cases[:2])
+    assert len(preds) == 2 and preds[0].branch_weights is not None and sum(preds[0].probabilities.values()) == pytest.approx(1)
+    # stage 2 kept the stage-1 encoder frozen: the shipped encoder equals the backbone's
+    a = load_entry("tiny_image", weights).model.image_encoders["dermoscopic"].state_dict()
+    b = entry.model.image_encoders["dermoscopic"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_kill_reaches_the_same_weights(ham, tmp_path, monkeypatch):
+    cfg = tiny_config("tiny_resume", "full", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})
+    cfg["export"] = {"enabled": False}
+    straight = run_fit(cfg, ham, tmp_path / "a")
+
+    real_save = checkpoint.save_state
+
+    def save_then_die(prefix, state):
+        real_save(prefix, state)
+        raise KeyboardInterrupt  # the process is killed right after epoch 1's checkpoint
+
+    monkeypatch.setattr(checkpoint, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(cfg, ham, tmp_path / "b")
+    monkeypatch.setattr(checkpoint, "save_state", real_save)
+    assert checkpoint.load_state(tmp_path / "b" / "runs" / "tiny_resume" / "last")["epoch"] == 1
+    resumed = run_fit(cfg, ham, tmp_path / "b", resume=True)
+
+    final_a = checkpoint.load_state(straight / "last")
+    final_b = checkpoint.load_state(resumed / "last")
+    assert final_b["epoch"] == 2
+    for key, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][key]), key
+    best_a, best_b = load_file(str(straight / "best.safetensors")), load_file(str(resumed / "best.safetensors"))
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(final_a["history"]) == drop(final_b["history"])
+
+
+def test_fastpath_cache_is_fp16_views_and_only_the_trunk_learns(ham, tmp_path):
+    from training.data import prepare
+    from training.loop import build
+    from training.optim import build_optimizer, compute_loss
+    from training.runtime import setup
+    from training.tasks import make_task
+
+    cfg = load_config(None, base={**tiny_config("tiny_fp", "fastpath"), "cache": {"store": "ram"}})
+    prep = prepare(cfg, ham)
+    rt = setup("cpu", "off", False)
+    model = build(cfg, prep, rt, tmp_path)
+    task = make_task(cfg, model, prep, rt, tmp_path / "run")
+    task.prepare_model()
+    (cache,) = [c["dermoscopic"] for c in task.caches.values()]
+    encoder = model.image_encoders["dermoscopic"]
+    x = torch.randn(1, 3, 32, 32)
+    assert cache.data.dtype == np.float16
+    assert cache.data.shape == (len(prep.split["train"]), 2, *encoder.forward_stem(x).shape[1:])
+    # view 0 is the plain image through the frozen stem
+    from training.data import image_tensor
+
+    first = prep.cases[prep.split["train"][0]].image("dermoscopic")
+    with torch.no_grad():
+        expected = encoder.forward_stem(image_tensor(first, 32)[None])[0]
+    torch.testing.assert_close(torch.from_numpy(cache.data[0, 0].astype(np.float32)), expected, atol=2e-2, rtol=1e-2)
+
+    stem = [p for m in encoder.stem_modules() for p in m.parameters()]
+    trunk = [p for n, p in encoder.named_parameters() if p.requires_grad]
+    assert stem and trunk and not any(p.requires_grad for p in stem)
+    before_stem, before_trunk = [p.clone() for p in stem], [p.clone() for p in trunk]
+    optimizer = build_optimizer(model, cfg["train"])
+    task.modules_to_train_mode()
+    batch, target = next(iter(task.train_batches(0)))
+    assert batch["dermoscopic"].shape[1:] == cache.data.shape[2:]
+    compute_loss(model, task.module(batch), target, None).backward()
+    assert all(p.grad is None for p in stem) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trunk)
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before_stem, stem))
+    assert any(not torch.equal(a, b) for a, b in zip(before_trunk, trunk))
+    logits = task.predict(prep.split["val"], part="val")
+    assert logits.shape == (len(prep.split["val"]), 7) and np.allclose(np.exp(logits).sum(1), 1, atol=1e-4)

@@ -7,7 +7,8 @@
 - `explain_case(entry, case, target=None) -> CaseExplanation` (all of the above from one encode pass)
 
 `target` is a class index, a class code, or None for the predicted class. Pictures are made from
-these in `skinui.plots` (reports) and `skinui.ui` (app). Names are imported on first use, so
+these in `skinui.plots` (reports) and `skinui.ui` (app). (Modules are named `cam` and
+`attribution` so that the functions `gradcam` and `relevance` are never shadowed by a submodule.) Names are imported on first use, so
 `skinui.explain.methods` can be read without loading torch (the app's page builds before it).
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ _WHERE = {
     "modality_ablation": "ablation", "subset_label": "ablation", "subsets": "ablation",
     "CaseExplanation": "case", "explain_case": "case", "prediction_summary": "case",
     "Encoded": "core", "encode_case": "core", "resolve_target": "core",
-    "gradcam": "gradcam", "supports_gradcam": "gradcam",
-    "RELEVANCE_METHODS": "relevance", "relevance": "relevance",
+    "gradcam": "cam", "supports_gradcam": "cam",
+    "RELEVANCE_METHODS": "attribution", "relevance": "attribution",
     "METHOD_LABELS": "methods",
 }
 __all__ = sorted(_WHERE)

@@ -14,9 +14,9 @@ import numpy as np
 
 from skinui.cases import IMAGE_MODALITIES, Case
 from skinui.explain.ablation import ablation_encoded
+from skinui.explain.attribution import RELEVANCE_METHODS, relevance_encoded
+from skinui.explain.cam import gradcam_encoded
 from skinui.explain.core import Encoded, branch_summary, encode_case, resolve_target
-from skinui.explain.gradcam import gradcam_encoded
-from skinui.explain.relevance import RELEVANCE_METHODS, relevance_encoded
 
 
 @dataclass
@@ -33,7 +33,7 @@ class CaseExplanation:
     relevance: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> field -> signed score
     ablation: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
-
+    warnings: list[str] = field(default_factory=list)  # the entry's notes on this case
 
 def prediction_summary(enc: Encoded) -> dict[str, Any]:
     """Calibrated probabilities, top class, confidence, branch outputs of an encoded case."""
@@ -70,4 +70,4 @@ def explain_case(entry: Any, case: Case, target: int | str | None = None,
     seconds["total"] = clock["ablation"] - clock["start"]
     return CaseExplanation(entry.name, enc.classes, summary["probabilities"], summary["prediction"],
                            summary["confidence"], enc.classes[t], summary["branch_probabilities"],
-                           summary["branch_weights"], cams, relevance, ablation, seconds)
+                           summary["branch_weights"], cams, relevance, ablation, seconds, enc.notes)

@@ -29,6 +29,7 @@ class Encoded:
     logits: torch.Tensor  # [1, K] uncalibrated
     branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
     alpha: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)  # the entry's warnings (missing inputs, cleaned values)
 
     @property
     def classes(self) -> list[str]:
@@ -56,13 +57,13 @@ def calibrated(logits: torch.Tensor, entry: Any) -> torch.Tensor:
 
 def encode_case(entry: Any, case: Case) -> Encoded:
     """Backbones once, head once; everything else reuses `feats`."""
-    batch = entry.batch([case])
+    batch, notes = entry.prepare([case])
     model = entry.model
     with torch.no_grad():
         feats = model.encode(batch)
         out = model.head(feats, batch.get("mask"))
     return Encoded(entry, case, batch, feats, batch.get("mask"), out.logits,
-                   dict(out.branch_logits or {}), out.alpha)
+                   dict(out.branch_logits or {}), out.alpha, notes[0])
 
 
 def resolve_target(entry: Any, target: int | str | None, logits: torch.Tensor) -> int:

@@ -1,6 +1,6 @@
 """Names and labels of the metadata relevance methods (torch-free, so the app's page builds fast).
 
-`skinui.explain.relevance` registers one implementation per name in `RELEVANCE_METHODS`.
+`skinui.explain.attribution` registers one implementation per name in `RELEVANCE_METHODS`.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from skinui.cases import ImageError
-from skinui.ui.service import AppError, CaseInputs, EntryCache, build_case, card_structure, modality_notes, read_upload
+from skinui.ui.service import AppError, CaseInputs, EntryCache, build_case, card_structure, ignored_notes, read_upload
 from skinui.ui.session import AppContext, UploadImage, shrink
 
 
@@ -54,19 +54,16 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         card = cache.card(name)
         inputs = CaseInputs(images, parse_metadata(metadata_json))
         with cache.use(name) as loaded:
-            case, warnings = build_case(loaded, inputs)
-            result = loaded.predict([case])[0]
+            result = loaded.predict([build_case(loaded, inputs)])[0]
     except (AppError, ValueError) as err:
         return {"entry": name, "error": str(err)}
-    present = inputs.present()
-    notes = modality_notes(card, present) if present else ["The request carried no inputs at all."]
     return {
         "entry": name,
         "probabilities": {k: float(v) for k, v in result.probabilities.items()},
         "prediction": result.prediction,
         "branch_weights": dict(result.branch_weights) if card_structure(card) == "jiadf" and result.branch_weights
         else None,
-        "warnings": [*warnings, *notes, *[w for w in result.warnings if w not in notes]],
+        "warnings": [*result.warnings, *ignored_notes(card, inputs.present())],
     }
 
 

@@ -88,8 +88,8 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, form_va
     if not any(m in session.inputs().present() for m in card.get("modalities", [])):
         return session, "Add an image or some metadata first: this case has none of the entry's inputs."
     with ctx.cache.use(name) as entry:
-        case, warnings = build_case(entry, session.inputs())
-        explanation = explain_case(entry, case)
+        explanation = explain_case(entry, build_case(entry, session.inputs()))
+    warnings = explanation.warnings
     session = session.with_(entry=name, explanation=explanation, cams=explanation.cams,
                             cam_target=explanation.target, compare=None, warnings=warnings)
     status = (f"**{explanation.prediction}** with {explanation.confidence:.0%} confidence ({name}); "

@@ -33,10 +33,10 @@ def methods_markdown(cache: EntryCache, dataset: str | None) -> str:
 def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
     """Prediction row and Grad-CAM thumbnails of one entry on the case."""
     from skinui.explain import encode_case, prediction_summary, resolve_target
-    from skinui.explain.gradcam import gradcam_encoded
+    from skinui.explain.cam import gradcam_encoded
 
     with cache.use(name) as entry:
-        case, _ = build_case(entry, session.inputs())
+        case = build_case(entry, session.inputs())
         enc = encode_case(entry, case)
         summary = prediction_summary(enc)
         t = resolve_target(entry, None, enc.logits)

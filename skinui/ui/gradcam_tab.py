@@ -17,10 +17,10 @@ NONE = "none"
 def compute_cams(ctx: AppContext, name: str, session: Session, target: str | None) -> tuple[str, dict[str, Any]]:
     """(class explained, {modality: heatmap}) for entry `name` on the session's case."""
     from skinui.explain import encode_case, resolve_target
-    from skinui.explain.gradcam import gradcam_encoded
+    from skinui.explain.cam import gradcam_encoded
 
     with ctx.cache.use(name) as entry:
-        case, _ = build_case(entry, session.inputs())
+        case = build_case(entry, session.inputs())
         enc = encode_case(entry, case)
         classes = enc.classes
         t = resolve_target(entry, target if target in classes else None, enc.logits)

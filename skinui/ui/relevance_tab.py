@@ -59,7 +59,7 @@ def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list
 
     try:
         with ctx.cache.use(session.entry) as entry:
-            case, _ = build_case(entry, session.inputs())
+            case = build_case(entry, session.inputs())
             enc = encode_case(entry, case)
             t = resolve_target(entry, None if choice == PREDICTED else choice, enc.logits)
             scores = {m: relevance(entry, case, m, t, encoded=enc) for m in list(METHOD_LABELS)}

@@ -177,19 +177,19 @@ class CaseInputs:
         return have
 
 
-def build_case(entry: Any, inputs: CaseInputs, enabled: tuple[str, ...] | None = None) -> tuple[Case, list[str]]:
-    """A `Case` for `entry` from typed inputs; metadata cleaned by the entry's encoder (warnings kept).
+def build_case(entry: Any, inputs: CaseInputs) -> Case:
+    """A `Case` for `entry` from typed inputs: images the entry does not use are left out; metadata
+    stays raw, because `Entry.prepare` cleans it with the entry's encoder and words the warnings."""
+    uses = set(entry.card.get("modalities", ()))
+    images = {m: (inputs.images.get(m) if m in uses else None) for m in IMAGE_MODALITIES}
+    metadata = dict(inputs.metadata) if "metadata" in uses else {}
+    return Case("app-case", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
 
-    `enabled` switches modalities off (the ablation toggles): a disabled one is simply absent.
-    """
-    warnings: list[str] = []
-    enabled = tuple(enabled) if enabled is not None else tuple(entry.card.get("modalities", ()))
-    images = {m: (inputs.images.get(m) if m in enabled else None) for m in IMAGE_MODALITIES}
-    metadata: dict[str, Any] = {}
-    if "metadata" in enabled and entry.encoder is not None:
-        metadata, warnings = entry.encoder.validate(dict(inputs.metadata))
-    case = Case("app-case", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
-    return case, warnings
+
+def ignored_notes(card: dict[str, Any], present: list[str]) -> list[str]:
+    """Sentences for inputs the case has but the entry does not use."""
+    ignored = [m for m in present if m not in card.get("modalities", [])]
+    return [f"{card['name']} does not use the {' or '.join(ignored)} input; it is ignored."] if ignored else []
 
 
 def modality_notes(card: dict[str, Any], present: list[str]) -> list[str]:
@@ -197,16 +197,14 @@ def modality_notes(card: dict[str, Any], present: list[str]) -> list[str]:
     needs = list(card.get("modalities", []))
     notes = []
     missing = [m for m in needs if m not in present]
-    ignored = [m for m in present if m not in needs]
     if missing:
         notes.append(f"This case has no {' or '.join(missing)} input; {card['name']} will use its learned "
                      f"'missing' embedding for it and rely on {', '.join(m for m in needs if m in present) or 'nothing'}.")
-    if ignored:
-        notes.append(f"{card['name']} does not use the {' or '.join(ignored)} input; it is ignored.")
+    notes += ignored_notes(card, present)
     if not any(m in present for m in needs):
         notes.append("The case has none of this entry's inputs, so the prediction is only the model's prior.")
     return notes
 
 
 __all__ = ["AppError", "CaseInputs", "EntryCache", "ImageError", "build_case", "entry_label",
-           "modality_notes", "read_upload", "weights_dir_from_env"]
+           "ignored_notes", "modality_notes", "read_upload", "weights_dir_from_env"]

@@ -81,8 +81,11 @@ class SynthDermAdapter(DatasetAdapter):
             if label not in CLASSES:
                 tally.drop("unknown_label")
                 continue
-            slots = {m: image_slot(self.root / m / f"{case_id}.png", verify_images, tally, kept=True)
-                     for m in ("dermoscopic", "clinical")}
+            paths = {m: self.root / m / f"{case_id}.png" for m in ("dermoscopic", "clinical")}
+            if not any(p.is_file() for p in paths.values()):
+                tally.drop("no_image_modality")  # counted once, not also as two missing images
+                continue
+            slots = {m: image_slot(p, verify_images, tally, kept=True) for m, p in paths.items()}
             if not any(slots.values()):
                 tally.drop("no_image_modality")
                 continue

@@ -11,11 +11,11 @@ from skinui.synth.writer import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m skinui.synth", description=__doc__.split("`")[0] +
-                                 "Write a SynthDerm dataset (synthetic dermoscopic + clinical + metadata).")
-    ap.add_argument("--n", type=int, required=True, help="number of cases")
+    ap = argparse.ArgumentParser(prog="python -m skinui.synth", description="Write a SynthDerm dataset: synthetic "
+                                 "dermoscopic + clinical images, masks and metadata with known ground truth.")
+    ap.add_argument("--n", type=int, help="number of cases")
     ap.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
-    ap.add_argument("--out", required=True, help="output folder (created)")
+    ap.add_argument("--out", help="output folder (created)")
     ap.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     ap.add_argument("--shortcut", action="append", default=[], metavar="ARTEFACT:CLASS[:MODALITY]",
                     help="tie an artefact to a class in the training split only, e.g. pen:MEL (repeatable)")
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.design:
         print(design.pair_table() + "\n\n" + design.accuracy_table())
         return 0
+    if args.n is None or args.out is None:
+        ap.error("--n and --out are required (or pass --design).")
     try:
         shortcuts = tuple(Shortcut.parse(s, design.CLASSES) for s in args.shortcut)
         start = time.perf_counter()

@@ -32,7 +32,7 @@ Painter = Callable[[Ctx], dict[str, Any]]
 PATTERNS: Registry[Painter] = Registry("dermoscopic pattern")
 
 # Codes whose border gets extra high-frequency irregularity (dermoscopy only): (orders, amplitude).
-IRREGULAR_BORDER = {"atypical_network": (range(6, 14), (0.06, 0.11))}
+IRREGULAR_BORDER = {"atypical_network": (range(5, 11), (0.04, 0.07))}
 
 
 def border_extra(code: str, rng: np.random.Generator) -> Shape | None:

@@ -84,7 +84,7 @@ def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut
     elongation, orientation, tone = g.uniform(1.0, 1.35), g.uniform(0, 2 * np.pi), g.uniform()
     d_lesion = stream(seed, D_LESION, p.lesion)
     extra = dermoscopic.border_extra(d_code, d_lesion)
-    radius = float(np.clip(0.2 + 0.035 * truth_meta["diameter_mm"], 0.3, 0.65))
+    radius = float(np.clip(0.28 + 0.04 * truth_meta["diameter_mm"], 0.38, 0.7))
     skin = P.SKIN[truth_meta["fitzpatrick"]]
 
     # dermoscopic view: lesion near the centre, contact plate flattens relief

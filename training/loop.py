@@ -74,6 +74,14 @@ def _agree(rt: Runtime, value: float) -> float:
     return float(t.item())
 
 
+def _sync_buffers(rt: Runtime, model: torch.nn.Module) -> None:
+    """Rank 0's BatchNorm statistics everywhere: DDP broadcasts buffers before each forward, so after
+    the last step of an epoch every rank holds its own; validation and checkpoints need one state."""
+    if rt.distributed:
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in history))
 
@@ -150,6 +158,7 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
 
+        _sync_buffers(rt, model)
         scores = validate(task, prep)
         value = _agree(rt, scores[f"val_{metric}"] if scores[f"val_{metric}"] is not None else float("nan"))
         schedule.end_epoch(value if np.isfinite(value) else None)

@@ -1,0 +1,73 @@
+"""`python -m training evaluate`: every report key, the HTML report, and a test split that cannot leak."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fixtures.official_layouts import make_ham10000
+from test_training import run_fit, tiny_config
+
+from training.__main__ import main
+from training.evaluate import subset_name, subsets
+
+MACRO_KEYS = {"auc", "auc_sens_80", "ap", "sensitivity", "specificity", "dice", "ppv", "npv"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("eval")
+    ham = tmp / "ham"
+    make_ham10000(ham, n=40)
+    cfg = tiny_config("tiny_eval", "full", epochs=1)
+    run_fit(cfg, ham, tmp)
+    return ham, tmp / "weights"
+
+
+def test_subsets_cover_every_non_empty_combination():
+    three = subsets(["dermoscopic", "clinical", "metadata"])
+    assert len(three) == 7 and [subset_name(s) for s in three][:4] == ["D+C+M", "D+C", "D+M", "C+M"]
+    assert [subset_name(s) for s in subsets(["clinical", "metadata"])] == ["C+M", "C", "M"]
+
+
+def test_evaluate_writes_every_report_key_and_html(trained, tmp_path, capsys):
+    ham, weights = trained
+    out = tmp_path / "report"
+    assert main(["evaluate", "--weights", str(weights / "tiny_eval"), "--dataset", "ham10000", "--data-root", str(ham),
+                 "--split", "test", "--out", str(out), "--device", "cpu"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    for key in ("balanced_accuracy", "accuracy", "macro_f1", "macro", "per_class", "ece", "ece_calibrated",
+                "modality_ablation", "n_cases"):
+        assert key in rep, key
+    assert MACRO_KEYS <= set(rep["macro"])
+    assert set(rep["per_class"]) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert all(MACRO_KEYS <= set(row) for row in rep["per_class"].values())
+    assert set(rep["modality_ablation"]) == {"D+M", "D", "M"}
+    assert all(set(v) == {"balanced_accuracy", "macro_auc"} for v in rep["modality_ablation"].values())
+    card = json.loads((weights / "tiny_eval.json").read_text())
+    assert rep["n_cases"] == card["training"]["split"]["sizes"]["test"]
+    # the entry's card was scored by the same code on the same split
+    assert rep["balanced_accuracy"] == pytest.approx(card["metrics"]["balanced_accuracy"])
+    html = (out / "report.html").read_text()
+    assert html.count("plotly-graph-div") >= 4 and "Reliability" in html and "Confusion matrix" in html
+
+    all_out = tmp_path / "all"
+    assert main(["evaluate", "--weights", str(weights / "tiny_eval"), "--data-root", str(ham), "--split", "all",
+                 "--out", str(all_out), "--device", "cpu"]) == 0
+    assert json.loads((all_out / "report.json").read_text())["n_cases"] == 40
+
+
+def test_test_split_refuses_a_different_dataset_folder(trained, tmp_path, capsys):
+    ham, weights = trained
+    other = tmp_path / "other"
+    shutil.copytree(ham, other)
+    lines = (other / "HAM10000_metadata.csv").read_text().splitlines()
+    (other / "HAM10000_metadata.csv").write_text("\n".join(lines[:-4]) + "\n")  # two lesions fewer
+    code = main(["evaluate", "--weights", str(weights / "tiny_eval"), "--data-root", str(other), "--split", "test",
+                 "--out", str(tmp_path / "r"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not the one tiny_eval was trained on" in err and "Traceback" not in err
+    assert main(["evaluate", "--weights", str(weights / "missing"), "--data-root", str(ham),
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "no zoo entry named 'missing'" in capsys.readouterr().err

@@ -41,7 +41,12 @@ def entries_markdown(cache: EntryCache) -> str:
     return "\n".join(lines).strip()
 
 
-def entry_info(cache: EntryCache, name: str | None, session: Session) -> tuple[str, str]:
+def present_images(*images: Any) -> list[str]:
+    """Image modalities given, from the per-modality image states (in IMAGE_MODALITIES order)."""
+    return [m for m, image in zip(IMAGE_MODALITIES, images) if image is not None]
+
+
+def entry_info(cache: EntryCache, name: str | None, images: list[str]) -> tuple[str, str]:
     """(entry summary, what happens with this case's modalities) for the picker."""
     if not name:
         return "No entry selected.", ""
@@ -52,34 +57,33 @@ def entry_info(cache: EntryCache, name: str | None, session: Session) -> tuple[s
     summary = (f"**{card.get('title') or name}** — dataset *{card.get('dataset')}*, inputs "
                f"{', '.join(card.get('modalities', []))}; fusion `{card_fusion(card)}`, structure "
                f"`{card_structure(card)}`; {headline_metrics(card)}. Classes: {', '.join(card.get('classes', []))}.")
-    present = session.inputs().present() + (["metadata"] if "metadata" in card.get("modalities", []) else [])
-    notes = modality_notes(card, sorted(set(present), key=present.index))
+    # metadata counts as given: the form is right there (the analysis itself words what is missing)
+    notes = modality_notes(card, [*images, "metadata"])
     return summary, "\n\n".join(notes + ([texts.MISSING_MODALITY] if notes else []))
 
 
-def on_upload(path: str | None, session: Session, modality: str) -> tuple[Any, Session, str]:
-    """Validate an upload; keep the pixels (EXIF dropped) in the session and delete gradio's copy."""
-    images = dict(session.images)
+def on_upload(path: str | None, modality: str) -> tuple[Any, Any, str]:
+    """Validate an upload into (display, kept pixels, status); gradio's temp copy is deleted.
+
+    Each image modality has its own state, so two uploads finishing together cannot overwrite
+    each other's result.
+    """
     try:
         image = read_upload(path)
     except ImageError as err:
-        images[modality] = None
-        return None, session.with_(images=images), f"⚠️ {IMAGE_LABELS[modality]}: {err}"
-    images[modality] = shrink(image) if image is not None else None
-    note = f"{IMAGE_LABELS[modality]} loaded ({image.shape[1]}×{image.shape[0]} px)." if image is not None else ""
-    return images[modality], session.with_(images=images), note
+        return None, None, f"⚠️ {IMAGE_LABELS[modality]}: {err}"
+    if image is None:
+        return None, None, ""
+    kept = shrink(image)
+    return kept, kept, f"{IMAGE_LABELS[modality]} loaded ({image.shape[1]}×{image.shape[0]} px)."
 
 
-def on_clear(session: Session, modality: str) -> Session:
-    images = dict(session.images)
-    images[modality] = None
-    return session.with_(images=images)
-
-
-def analyse_session(ctx: AppContext, name: str | None, session: Session, form_values: list[Any]) -> tuple[Session, str]:
-    """Run the full explanation for the session's case with entry `name`; status sentence out."""
+def analyse_session(ctx: AppContext, name: str | None, session: Session, images: dict[str, Any],
+                    form_values: list[Any]) -> tuple[Session, str]:
+    """Run the full explanation of the case (these images, the form) with entry `name`."""
     from skinui.explain import explain_case
 
+    session = session.with_(images={m: images.get(m) for m in IMAGE_MODALITIES})
     if not name:
         return session, "No model entry is installed or selected; see the list of entries below."
     raw = ctx.form.raw_values(name, form_values)
@@ -113,11 +117,12 @@ def build(ctx: AppContext) -> None:
         choices = [(entry_label(card), card["name"]) for card in ctx.cache.cards]
         c["entry"] = gr.Dropdown(choices, value=ctx.default, label="Model (zoo entry, grouped by dataset)",
                                  elem_id="entry-picker", interactive=bool(choices))
-        summary, notes = entry_info(ctx.cache, ctx.default, Session())
+        summary, notes = entry_info(ctx.cache, ctx.default, [])
         c["entry_info"] = gr.Markdown(summary, elem_id="entry-info")
         c["notes"] = gr.Markdown(notes, elem_id="modality-notes")
         ctx.form.render(ctx.default)
         c["analyse"] = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        c["images"] = {m: gr.State(None) for m in IMAGE_MODALITIES}  # per session, one per modality
         c["status"] = gr.Markdown(elem_id="status")
         with gr.Accordion("Installed model entries", open=not ctx.cache.cards):
             gr.Markdown(entries_markdown(ctx.cache), elem_id="entries-table")
@@ -126,48 +131,51 @@ def build(ctx: AppContext) -> None:
 def wire(ctx: AppContext, session_state: gr.State) -> None:
     """Events of the Case tab; called after every tab registered its views."""
     c = ctx.components
+    states = [c["images"][m] for m in IMAGE_MODALITIES]
     info_outputs = [c["entry_info"], c["notes"]]
+
+    def info(name: str | None, *images: Any) -> tuple[str, str]:
+        return entry_info(ctx.cache, name, present_images(*images))
+
     for m in IMAGE_MODALITIES:
-        c[m].upload(lambda p, s, m=m: on_upload(p, s, m), [c[m], session_state], [c[m], session_state, c["status"]],
-                    api_visibility="private")
-        c[m].clear(lambda s, m=m: on_clear(s, m), [session_state], [session_state], api_visibility="private")
-        for event in (c[m].upload, c[m].clear):
-            event(lambda name, s: entry_info(ctx.cache, name, s), [c["entry"], session_state], info_outputs,
-                  api_visibility="private")
+        c[m].upload(lambda p, m=m: on_upload(p, m), [c[m]], [c[m], c["images"][m], c["status"]],
+                    api_visibility="private").then(info, [c["entry"], *states], info_outputs, api_visibility="private")
+        c[m].clear(lambda: None, None, [c["images"][m]], api_visibility="private").then(
+            info, [c["entry"], *states], info_outputs, api_visibility="private")
 
     form_groups = list(ctx.form.groups.values())
-    c["entry"].change(lambda name, s: [*entry_info(ctx.cache, name, s), *ctx.form.visibility(name)],
-                      [c["entry"], session_state], info_outputs + form_groups + ctx.form.components,
+    c["entry"].change(lambda name, *images: [*info(name, *images), *ctx.form.visibility(name)],
+                      [c["entry"], *states], info_outputs + form_groups + ctx.form.components,
                       api_visibility="private")
 
     outputs = [session_state, c["status"], *ctx.view_outputs]
 
-    def analyse(name: str | None, session: Session, *form_values: Any) -> list[Any]:
+    def analyse(name: str | None, session: Session, *values: Any) -> list[Any]:
+        images = dict(zip(IMAGE_MODALITIES, values[:len(IMAGE_MODALITIES)]))
         try:
-            session, status = analyse_session(ctx, name, session, list(form_values))
+            session, status = analyse_session(ctx, name, session, images, list(values[len(IMAGE_MODALITIES):]))
         except (AppError, ValueError) as err:
             return [session, f"⚠️ {err}", *ctx.render_views(session)]
         return [session, status, *ctx.render_views(session)]
 
-    inputs = [c["entry"], session_state, *ctx.form.components]
+    inputs = [c["entry"], session_state, *states, *ctx.form.components]
     c["analyse"].click(analyse, inputs, outputs, api_visibility="private")
     # Switching the entry re-runs an analysis the user already asked for, so every tab stays consistent.
     c["entry"].change(lambda name, s, *v: analyse(name, s, *v) if s.explanation is not None else
                       [gr.skip()] * len(outputs), inputs, outputs, api_visibility="private")
 
     for i, button in enumerate(c.get("examples", [])):
-        button.click(lambda s, i=i: example_outputs(ctx, s, i), [session_state],
-                     [c["dermoscopic"], c["clinical"], session_state, c["entry"], c["status"], *ctx.form.components],
-                     api_visibility="private")
+        button.click(lambda i=i: example_outputs(ctx, i), None,
+                     [c["dermoscopic"], c["clinical"], *states, c["entry"], c["status"], *ctx.form.components],
+                     api_visibility="private").then(info, [c["entry"], *states], info_outputs, api_visibility="private")
 
 
-def example_outputs(ctx: AppContext, session: Session, index: int) -> list[Any]:
+def example_outputs(ctx: AppContext, index: int) -> list[Any]:
     """Load example `index`: images, its metadata into the SynthDerm form, a SynthDerm entry if any."""
     ex = load_example(index)
-    images = {m: ex.images.get(m) for m in IMAGE_MODALITIES}
+    images = [ex.images.get(m) for m in IMAGE_MODALITIES]
     synth = [card["name"] for card in ctx.cache.cards if card.get("dataset") == ex.dataset]
     entry = gr.update(value=ctx.default if ctx.default in synth else synth[0]) if synth else gr.update()
     note = (f"Loaded {ex.title}: a synthetic {ex.label} case." if synth else
             f"Loaded {ex.title}; no {ex.dataset} entry is installed, so its metadata cannot be used by the current model.")
-    return [images["dermoscopic"], images["clinical"], session.with_(images=images), entry, note,
-            *ctx.form.fill(ex.dataset, ex.metadata)]
+    return [*images, *images, entry, note, *ctx.form.fill(ex.dataset, ex.metadata)]

@@ -64,10 +64,11 @@ def relevance_figure(scores: Mapping[str, float], title: str, signed: bool = Tru
     colours = ["#2b8a3e" if v >= 0 else "#c92a2a" for v in values] if signed else None
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
                            text=[f"{v:+.2f}" if signed else f"{v:.2f}" for v in values], textposition="auto"))
-    layout = dict(_LAYOUT, height=max(260, 22 * len(values) + 80))
+    layout = dict(_LAYOUT, height=max(260, 28 * len(values) + 110))
     fig.update_layout(title=title, xaxis_title="relevance (green: towards the class, red: against)"
                       if signed else "relevance", **layout)
     fig.update_xaxes(range=[-1.05 if signed and min(values, default=0) < 0 else 0, 1.05])
+    fig.update_yaxes(tickmode="array", tickvals=names, ticktext=names)  # every field named, none skipped
     return fig
 
 

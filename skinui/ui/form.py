@@ -61,7 +61,7 @@ def collect_specs(cards: list[dict[str, Any]]) -> dict[str, list[FieldSpec]]:
 
 def to_raw(spec: FieldSpec, value: Any) -> Any:
     """Form value -> raw value for `MetadataEncoder.validate` (None = unknown)."""
-    if value is None or value == UNKNOWN or value == "":
+    if value is None or str(value).strip() in (UNKNOWN, ""):
         return None
     if spec.kind == "boolean":
         return {"yes": True, "no": False}.get(str(value), value)
@@ -71,13 +71,13 @@ def to_raw(spec: FieldSpec, value: Any) -> Any:
 def to_form(spec: FieldSpec, raw: Any) -> Any:
     """Raw metadata value -> what the form component shows."""
     if raw is None:
-        return None if spec.kind == "numeric" else UNKNOWN
+        return "" if spec.kind == "numeric" else UNKNOWN
     if spec.kind == "boolean":
         return "yes" if str(raw).lower() in ("true", "yes", "1") else "no" if str(raw).lower() in (
             "false", "no", "0") else UNKNOWN
     if spec.kind == "categorical":
         return str(raw) if str(raw) in spec.levels else UNKNOWN
-    return raw
+    return f"{raw:g}" if isinstance(raw, (int, float)) else str(raw)
 
 
 class MetadataForm:
@@ -93,8 +93,9 @@ class MetadataForm:
     def _component(self, spec: FieldSpec, visible: bool) -> gr.components.Component:
         info = spec.description or None
         if spec.kind == "numeric":
-            # no min/max here: out-of-range values get the encoder's warning sentence instead
-            return gr.Number(value=None, label=spec.label, info=info or "leave empty if unknown", visible=visible)
+            # A textbox, not gr.Number: an empty number would arrive as 0, and whatever is typed
+            # (out of range, not a number) gets the encoder's warning sentence instead of a silent fix.
+            return gr.Textbox(value="", label=spec.label, placeholder="unknown", info=info, visible=visible)
         if spec.kind == "boolean":
             return gr.Radio(BOOL_CHOICES, value=UNKNOWN, label=spec.label, info=info, visible=visible)
         return gr.Dropdown([UNKNOWN, *spec.levels], value=UNKNOWN, label=spec.label, info=info, visible=visible)

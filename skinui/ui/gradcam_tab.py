@@ -49,7 +49,7 @@ def render(ctx: AppContext, session: Session, opacity: float = 0.5) -> list[Any]
     cmp = session.compare or {}
     second = [caption(cmp.get("entry"), cmp.get("target"), cmp.get("cams", {})),
               *overlays(session, cmp.get("cams", {}), opacity)] if cmp else ["", None, None]
-    return [picker, *main, *second]
+    return [picker, *main, second[0], *[gr.update(value=v, visible=bool(cmp)) for v in second[1:]]]
 
 
 def on_class(ctx: AppContext, choice: str, opacity: float, session: Session) -> list[Any]:
@@ -65,14 +65,16 @@ def on_class(ctx: AppContext, choice: str, opacity: float, session: Session) -> 
 
 
 def on_compare(ctx: AppContext, other: str, choice: str, opacity: float, session: Session) -> list[Any]:
+    hidden = [gr.update(value=None, visible=False)] * len(IMAGE_MODALITIES)
     if other in (None, "", NONE) or session.explanation is None:
-        return [session.with_(compare=None), "", None, None]
+        return [session.with_(compare=None), "", *hidden]
     try:
         label, cams = compute_cams(ctx, other, session, None if choice == PREDICTED else choice)
     except (AppError, ValueError) as err:
-        return [session, f"⚠️ {err}", None, None]
+        return [session, f"⚠️ {err}", *hidden]
     session = session.with_(compare={"entry": other, "target": label, "cams": cams})
-    return [session, caption(other, label, cams), *overlays(session, cams, opacity)]
+    return [session, caption(other, label, cams),
+            *[gr.update(value=v, visible=True) for v in overlays(session, cams, opacity)]]
 
 
 def build(ctx: AppContext, session_state: gr.State) -> None:
@@ -89,7 +91,7 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         cap2 = gr.Markdown(elem_id="cam-compare-caption")
         with gr.Row():
             images2 = [gr.Image(label=f"{m.capitalize()} (second entry)", format="png", interactive=False,
-                                height=300, elem_id=f"cam2-{m}") for m in IMAGE_MODALITIES]
+                                height=300, visible=False, elem_id=f"cam2-{m}") for m in IMAGE_MODALITIES]
     ctx.add_view([picker, cap, *images, cap2, *images2], lambda s: render(ctx, s))
     picker.input(lambda ch, op, s: on_class(ctx, ch, op, s), [picker, opacity, session_state],
                  [session_state, cap, *images], api_visibility="private")

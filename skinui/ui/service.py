@@ -32,11 +32,14 @@ class AppError(ValueError):
 
 
 def card_fusion(card: dict[str, Any]) -> str:
-    return str((card.get("model") or {}).get("fusion", {}).get("name", "none"))
+    """The fusion method's registry name; "none" for late structures, which have no fusion module."""
+    if card_structure(card) == "late":
+        return "none"
+    return str(((card.get("model") or {}).get("fusion") or {}).get("name", "none"))
 
 
 def card_structure(card: dict[str, Any]) -> str:
-    return str((card.get("model") or {}).get("structure", {}).get("name", "jf"))
+    return str(((card.get("model") or {}).get("structure") or {}).get("name", "jf"))
 
 
 def headline_metrics(card: dict[str, Any]) -> str:

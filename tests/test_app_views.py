@@ -1,0 +1,221 @@
+"""Every view function of the app, called directly: inputs in, figures, tables and sentences out."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from skinui.ui import (
+    ablation_tab,
+    about_tab,
+    calibration_tab,
+    case_tab,
+    compare_tab,
+    figures,
+    gradcam_tab,
+    prediction_tab,
+    relevance_tab,
+    texts,
+)
+from skinui.ui.app import build_app
+from skinui.ui.demo_entry import make_demo_entry
+from skinui.ui.form import MetadataForm, to_form, to_raw
+from skinui.ui.service import EntryCache, card_fusion, modality_notes
+from skinui.ui.session import Session
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    make_demo_entry(folder, "tri_jiadf", image_size=SIZE)
+    make_demo_entry(folder, "tri_jf", image_size=SIZE, structure="jf", fusion="concat", seed=1)
+    make_demo_entry(folder, "dm_late", image_size=SIZE, structure="late", modalities=("dermoscopic", "metadata"))
+    demo, ctx = build_app(folder)
+    return ctx
+
+
+def images(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"dermoscopic": rng.integers(0, 255, (90, 80, 3), dtype=np.uint8),
+            "clinical": rng.integers(0, 255, (70, 70, 3), dtype=np.uint8)}
+
+
+def form_values(ctx, **values) -> list:
+    return [values.get(s.name, to_form(s, None)) for s in ctx.form.fields]
+
+
+@pytest.fixture(scope="module")
+def analysed(app):
+    session, status = case_tab.analyse_session(app, "tri_jiadf", Session(), images(),
+                                               form_values(app, age="63", sex="female", bleeding="yes"))
+    assert session.explanation is not None, status
+    return session, status
+
+
+def test_default_entry_prefers_a_trimodal_jiadf(app):
+    assert app.default == "tri_jiadf"
+    assert app.cache.names() == ["dm_late", "tri_jf", "tri_jiadf"]
+
+
+def test_form_is_generated_from_the_cards(app):
+    form: MetadataForm = app.form
+    names = [s.name for s in form.fields]
+    assert names[:3] == ["age", "sex", "site"] and len(form.components) == len(names)
+    age = next(s for s in form.fields if s.name == "age")
+    assert "years" in age.label and "0–120" in age.label
+    raw = form.raw_values("tri_jiadf", form_values(app, age="150", sex="female", bleeding="no"))
+    assert raw["age"] == "150" and raw["sex"] == "female" and raw["bleeding"] is False and raw["site"] is None
+    assert form.raw_values("missing-entry", []) == {}
+    updates = form.visibility("tri_jiadf")
+    assert updates[0]["visible"] is True and all(u["visible"] for u in updates[1:])
+
+
+def test_form_value_round_trip():
+    from skinui.ui.form import FieldSpec
+
+    num = FieldSpec("d", "age", "numeric", (), "years", (0, 120), "")
+    cat = FieldSpec("d", "sex", "categorical", ("female", "male"), None, None, "")
+    flag = FieldSpec("d", "itch", "boolean", (), None, None, "")
+    assert to_form(num, 42.0) == "42" and to_form(num, None) == "" and to_raw(num, " ") is None
+    assert to_form(cat, "male") == "male" and to_form(cat, "other") == "unknown" and to_raw(cat, "unknown") is None
+    assert to_form(flag, True) == "yes" and to_raw(flag, "no") is False and to_raw(flag, "unknown") is None
+
+
+def test_analysis_warns_about_typed_in_values(app, analysed):
+    session, status = case_tab.analyse_session(app, "tri_jiadf", Session(), images(),
+                                               form_values(app, age="150", diameter_mm="abc", sex="female"))
+    assert "outside the valid range 0-120" in status and "not a number" in status
+    assert session.explanation is not None  # bad values become missing, the analysis still runs
+
+
+def test_analysis_without_inputs_says_what_to_do(app):
+    session, status = case_tab.analyse_session(app, "dm_late", Session(), {}, form_values(app))
+    assert session.explanation is None and "Add an image or some metadata" in status
+    _, status = case_tab.analyse_session(app, None, Session(), {}, [])
+    assert "No model entry" in status
+
+
+def test_prediction_view(app, analysed):
+    session, _ = analysed
+    headline, probs, branches = prediction_tab.render(app, session)
+    ex = session.explanation
+    assert f"## {ex.prediction}" in headline and "Branch weights α" in headline
+    assert isinstance(probs, go.Figure) and len(probs.data[0].x) == len(ex.classes)
+    assert branches["visible"] is True and isinstance(branches["value"], go.Figure)
+    empty = prediction_tab.render(app, Session())
+    assert "Analyse a case" in empty[0] and empty[2]["visible"] is False
+
+
+def test_gradcam_views(app, analysed):
+    session, _ = analysed
+    out = gradcam_tab.render(app, session, opacity=0.3)
+    assert out[0]["choices"][0] == gradcam_tab.PREDICTED
+    derm, clin = out[2], out[3]
+    assert derm.shape == session.images["dermoscopic"].shape and clin.shape == session.images["clinical"].shape
+    new_session, caption, d2, _ = gradcam_tab.on_class(app, "DF", 0.5, session)
+    assert "DF" in caption and new_session.cam_target == "DF" and not np.array_equal(d2, derm)
+    cmp_session, cap2, u1, _ = gradcam_tab.on_compare(app, "tri_jf", gradcam_tab.PREDICTED, 0.5, session)
+    assert "tri_jf" in cap2 and u1["visible"] and cmp_session.compare["entry"] == "tri_jf"
+    assert gradcam_tab.on_compare(app, "none", gradcam_tab.PREDICTED, 0.5, session)[2]["visible"] is False
+
+
+def test_overlay_opacity_blends():
+    image = np.full((10, 12, 3), 100, np.uint8)
+    cam = np.zeros((4, 4), np.float32)
+    assert np.array_equal(figures.overlay(image, cam, 0.0), image)
+    assert not np.array_equal(figures.overlay(image, cam, 1.0), image)
+    assert figures.overlay(image, cam, 0.5).shape == image.shape and figures.overlay(image, None, 0.5) is image
+
+
+def test_relevance_views(app, analysed):
+    session, _ = analysed
+    out = relevance_tab.render(app, session)
+    assert "Integrated Gradients" in out[1] and all(u["visible"] for u in out[2:])
+    note, ig, fa = relevance_tab.on_change(app, "BCC", "Integrated Gradients", session)
+    assert ig["visible"] is True and fa["visible"] is False and "BCC" in ig["value"].layout.title.text
+    bars = ig["value"].data[0]
+    assert len(bars.y) == len(app.cache.card("tri_jiadf")["metadata_encoder"]["fields"])
+    assert max(abs(v) for v in bars.x) == pytest.approx(1.0)
+
+
+def test_ablation_views(app, analysed):
+    session, _ = analysed
+    out = ablation_tab.render(app, session)
+    frame = out[5]
+    assert isinstance(frame, pd.DataFrame) and list(frame["inputs"]) == ["D+C+M", "D+C", "D+M", "C+M", "D", "C", "M"]
+    text, fig = ablation_tab.toggled(session, True, False, False)
+    row = ablation_tab.pick(session.explanation.ablation, ["dermoscopic"])
+    assert "**D**" in text and row["prediction"] in text and isinstance(fig, go.Figure)
+    assert "at least one" in ablation_tab.toggled(session, False, False, False)[0]
+
+
+def test_calibration_view(app, analysed):
+    session, _ = analysed
+    text, fig = calibration_tab.render(app, session)
+    assert "T = " in text and "before" in text and "This case's confidence" in text
+    shapes = [s for s in fig.layout.shapes if s.type == "line"]
+    assert shapes and shapes[0].x0 == pytest.approx(session.explanation.confidence)
+    assert "no calibration data" in calibration_tab.summary(None, 0.5)
+
+
+def test_compare_view_reports_agreement(app, analysed):
+    session, _ = analysed
+    calls = []
+    frame, gallery, text = compare_tab.compare(app.cache, "synthderm", session, lambda *a, **k: calls.append(a))
+    assert list(frame["entry"]) == ["dm_late", "tri_jf", "tri_jiadf"] and len(calls) == 3
+    assert len(gallery) == 5  # late D+M: one image; the two trimodal entries: two each
+    majority = frame["prediction"].mode()[0]
+    assert f"**{majority}**" in text and set(frame["agrees with majority"]) <= {"yes", "no"}
+    assert "Analyse a case" in compare_tab.compare(app.cache, "synthderm", Session())[2]
+
+
+def test_method_texts_cover_every_registered_name(app):
+    from skinui.models.fusion import FUSIONS
+    from skinui.models.structures import STRUCTURES
+
+    assert set(FUSIONS.names()) <= set(texts.FUSION_TEXTS)
+    assert set(STRUCTURES.names()) <= set(texts.STRUCTURE_TEXTS)
+    md = compare_tab.methods_markdown(app.cache, "synthderm")
+    assert "**mmfa**" in md and "**jiadf**" in md and "**late**" in md and "f_J = [f_I ; f_M]" in md
+    assert card_fusion(app.cache.card("dm_late")) == "none"
+
+
+def test_about_view(app):
+    md = about_tab.card_markdown(app.cache.card("tri_jiadf"))
+    assert "Demo jiadf/mmfa" in md and "ECE" in md and "synthderm" in md
+    assert "synthderm" in about_tab.licences_markdown(app.cache)
+    assert "not a medical device" in texts.NOT_A_MEDICAL_DEVICE
+
+
+def test_modality_notes_explain_missing_and_ignored_inputs(app):
+    card = app.cache.card("dm_late")
+    notes = modality_notes(card, ["clinical", "metadata"])
+    assert any("no dermoscopic" in n for n in notes) and any("does not use the clinical" in n for n in notes)
+    summary, explained = case_tab.entry_info(app.cache, "tri_jiadf", ["dermoscopic"])
+    assert "mmfa" in summary and "missing" in explained
+
+
+def test_app_without_entries_starts_and_says_how_to_get_them(tmp_path):
+    demo, ctx = build_app(tmp_path / "empty")
+    assert ctx.default is None and ctx.cache.names() == []
+    md = case_tab.entries_markdown(ctx.cache)
+    assert "No model entries are installed" in md and "SKINUI_WEIGHTS" in md
+
+
+def test_unknown_default_entry_falls_back(app):
+    demo, ctx = build_app(cache=app.cache, default_entry="nope")
+    assert ctx.default == "tri_jiadf"
+
+
+def test_entry_cache_is_lru_and_shares_one_model(app):
+    cache = EntryCache(app.cache.weights_dir, capacity=1)
+    with cache.use("tri_jiadf") as a:
+        pass
+    with cache.use("tri_jiadf") as b:
+        assert a is b and not any(p.requires_grad for p in b.model.parameters())
+    with cache.use("tri_jf"):
+        pass
+    assert list(cache._loaded) == ["tri_jf"]

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from skinui.synth import generate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from skinui.synth import generate  # noqa: E402
 
 
 def cpu_seconds() -> float:

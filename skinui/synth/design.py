@@ -61,7 +61,7 @@ CUES: dict[str, dict[str, tuple[str, ...]]] = {
     "metadata": {
         "young_adult": ("age ~42", "trunk/limbs", "mostly stable"),
         "sun_exposed_elderly": ("age ~68", "face/scalp/hands", "slow growth (months)"),
-        "rapid_growth_elderly": ("age ~72", "face/scalp/hands", "growth over weeks", "bleeding"),
+        "rapid_growth_elderly": ("age ~75", "scalp/hands/face", "growth over weeks", "bleeding"),
         "young_female_leg": ("age ~36", "mostly female", "lower extremity", "stable, itchy"),
     },
 }

@@ -20,8 +20,8 @@ MISSING_P = 0.03
 # code -> (age mean, age sd, P(female), site probabilities, growth probabilities, P(bleeding), P(itch))
 PROFILES: dict[str, tuple[float, float, float, tuple[float, ...], tuple[float, ...], float, float]] = {
     "young_adult": (42, 13, 0.5, (0.04, 0.01, 0.05, 0.32, 0.3, 0.13, 0.14, 0.01), (0.75, 0.2, 0.05), 0.04, 0.1),
-    "sun_exposed_elderly": (68, 9, 0.5, (0.34, 0.14, 0.1, 0.05, 0.05, 0.14, 0.04, 0.14), (0.3, 0.62, 0.08), 0.12, 0.25),
-    "rapid_growth_elderly": (73, 9, 0.45, (0.3, 0.18, 0.08, 0.04, 0.04, 0.14, 0.04, 0.18), (0.05, 0.22, 0.73), 0.6, 0.25),
+    "sun_exposed_elderly": (68, 9, 0.5, (0.38, 0.15, 0.1, 0.04, 0.03, 0.15, 0.03, 0.12), (0.3, 0.65, 0.05), 0.1, 0.25),
+    "rapid_growth_elderly": (75, 8, 0.45, (0.2, 0.25, 0.05, 0.03, 0.02, 0.15, 0.05, 0.25), (0.03, 0.12, 0.85), 0.7, 0.25),
     "young_female_leg": (36, 10, 0.78, (0.01, 0.0, 0.01, 0.1, 0.04, 0.14, 0.7, 0.0), (0.85, 0.12, 0.03), 0.02, 0.35),
 }
 AGE_RANGE = (18, 95)

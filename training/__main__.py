@@ -15,9 +15,15 @@ import sys
 USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 
 
-def _command() -> str:
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("__main__.py") else sys.argv
-    return "python -m training " + shlex.join(argv)
+def _command(argv: list[str] | None) -> str:
+    """The command as a user would retype it (torchrun's launcher included when it started us)."""
+    args = shlex.join(argv if argv is not None else sys.argv[1:])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if world == 1:
+        return f"python -m training {args}"
+    nodes = f"--nnodes {world // local} " if world > local else ""
+    return f"torchrun {nodes}--nproc_per_node {local} -m training {args}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_export:
                 overrides.append("export.enabled=false")
             cfg = load_config(args.config, overrides)
-            run_dir = fit(cfg, args.data_root, args.out, args.device, args.resume, _command(), args.weights_dir,
+            run_dir = fit(cfg, args.data_root, args.out, args.device, args.resume, _command(argv), args.weights_dir,
                           args.hash_weights)
             print(f"run written to {run_dir}")
         elif args.cmd == "evaluate":

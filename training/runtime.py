@@ -6,6 +6,7 @@ join the process group (NCCL on CUDA, gloo on CPU) and rank 0 alone logs and wri
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import random
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ def setup(requested: str = "auto", amp: str = "auto", channels_last: bool = True
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # generous timeout: rank 0 may build a feature cache for a long time while the others wait
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=dt.timedelta(hours=3))
     return Runtime(device, rank, world, local, _amp_dtype(device, amp), channels_last and device.type == "cuda")
 
 

@@ -22,7 +22,7 @@ import torch
 from skinui.calibration import ece, reliability_bins, softmax
 from skinui.cases import SHORT, Case
 from skinui.metrics import classification_report, quick_scores, roc_curves
-from training.data import case_ids_sha256, load_cases, make_split
+from training.data import case_ids_sha256, load_cases, make_split, to_device
 
 
 class EvaluationError(ValueError):
@@ -50,7 +50,7 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
     for start in range(0, len(cases), batch_size):
         chunk = list(cases[start : start + batch_size])
-        batch = _to(entry.batch(chunk), dev)
+        batch = to_device(entry.batch(chunk), dev)
         feats = model.encode(batch)
         mask = batch.get("mask") or {}
         for subset in out:
@@ -66,14 +66,6 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
 def _all_missing_logits(model: torch.nn.Module, modality: str, n: int, device: torch.device) -> torch.Tensor:
     feats = {modality: model.missing[modality].expand(n, -1)}
     return model.head(feats, {modality: torch.zeros(n, dtype=torch.bool, device=device)}).logits
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    return batch
 
 
 def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, temperature: float | None = None,

@@ -33,7 +33,7 @@ from skinui.cases import ConceptVector
 from skinui.models.preprocess import augment_views
 from training.data import Prepared, image_tensor, to_device
 from training.runtime import Runtime
-from training.tasks import Batch, Task, _log_mean_probs
+from training.tasks import Batch, Task, log_mean_probs
 
 
 def state_sha256(modules: Iterable[nn.Module]) -> str:
@@ -235,7 +235,7 @@ class CachedTask(Task):
                 views = {m: np.full(len(positions), v) for m in caches}
                 with self.rt.autocast():
                     per_view.append(self.forward_module(self._batch(caches, positions, rows, views)).logits)
-            out.append(_log_mean_probs(per_view).cpu())
+            out.append(log_mean_probs(per_view).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.num_classes), np.float32)
 
 

@@ -62,7 +62,7 @@ class Task:
         self.module.train()
 
 
-def _log_mean_probs(per_view_logits: list[torch.Tensor]) -> torch.Tensor:
+def log_mean_probs(per_view_logits: list[torch.Tensor]) -> torch.Tensor:
     """Average the views' probabilities, back to log space (so temperature scaling still applies)."""
     probs = torch.stack([z.float().softmax(1) for z in per_view_logits]).mean(0)
     return probs.clamp_min(1e-12).log()
@@ -98,7 +98,7 @@ class FullTask(Task):
         for batch, _, _ in loader:
             with self.rt.autocast():
                 logits = self.model(to_device(batch, self.rt.device, self.rt.channels_last)).logits
-            out.append(_log_mean_probs([logits]).cpu())
+            out.append(log_mean_probs([logits]).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.num_classes), np.float32)
 
 

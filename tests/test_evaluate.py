@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.official_layouts import make_ham10000
 from test_training import run_fit, tiny_config
@@ -58,6 +59,20 @@ def test_evaluate_writes_every_report_key_and_html(trained, tmp_path, capsys):
     assert json.loads((all_out / "report.json").read_text())["n_cases"] == 40
 
 
+def test_a_case_without_any_input_is_still_scored(trained):
+    from skinui.cases import Case
+    from skinui.datasets import load_dataset
+    from skinui.zoo import load_entry
+    from training.evaluate import subset_logits
+
+    ham, weights = trained
+    cases = load_dataset("ham10000", ham).cases[:3]
+    empty = Case("no-inputs", metadata={}, label="nv")  # no image, no metadata: the model's prior
+    logits = subset_logits(load_entry("tiny_eval", weights), [*cases, empty], batch_size=2)
+    assert set(logits) == {("dermoscopic", "metadata"), ("dermoscopic",), ("metadata",)}
+    assert all(z.shape == (4, 7) and np.isfinite(z).all() for z in logits.values())
+
+
 def test_test_split_refuses_a_different_dataset_folder(trained, tmp_path, capsys):
     ham, weights = trained
     other = tmp_path / "other"
@@ -71,3 +86,22 @@ def test_test_split_refuses_a_different_dataset_folder(trained, tmp_path, capsys
     assert main(["evaluate", "--weights", str(weights / "missing"), "--data-root", str(ham),
                  "--out", str(tmp_path / "r")]) == 2
     assert "no zoo entry named 'missing'" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_real_pad_ufes20_metadata_entry_end_to_end(tmp_path):
+    from conftest import data_dir
+
+    pad = data_dir("pad-ufes-20")
+    cfg = tiny_config("pad_meta_smoke", "full", epochs=2, batch_size=32)
+    cfg.update(dataset="pad-ufes-20", split={"method": "grouped", "fractions": [0.7, 0.15, 0.15]})
+    cfg["model"].update(modalities=["metadata"], structure={"name": "late"}, modality_dropout=0.0)
+    run_fit(cfg, pad, tmp_path)
+    out = tmp_path / "report"
+    assert main(["evaluate", "--weights", str(tmp_path / "weights" / "pad_meta_smoke"), "--data-root", str(pad),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    card = json.loads((tmp_path / "weights" / "pad_meta_smoke.json").read_text())
+    assert rep["n_cases"] == card["training"]["split"]["sizes"]["test"] > 50
+    assert set(rep["per_class"]) == {"ACK", "BCC", "MEL", "NEV", "SCC", "SEK"}
+    assert rep["macro"]["auc"] > 0.55  # two epochs on 21 clinical fields already rank better than chance

@@ -42,25 +42,43 @@ def subset_name(subset: Sequence[str]) -> str:
 @torch.no_grad()
 def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
                   device: torch.device | None = None) -> dict[tuple[str, ...], np.ndarray]:
-    """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset."""
+    """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset.
+
+    A case carrying none of the entry's inputs (e.g. no metadata at all, for a metadata-only
+    entry) is still scored: its prediction is the head on the learned missing embeddings, which
+    is what the model can say about it.
+    """
     model = entry.model.eval()
     if device is not None:
         model.to(device)
-    dev = next(model.parameters()).device
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
     for start in range(0, len(cases), batch_size):
-        chunk = list(cases[start : start + batch_size])
-        batch = to_device(entry.batch(chunk), dev)
-        feats = model.encode(batch)
-        mask = batch.get("mask") or {}
-        for subset in out:
-            kept = {m: f for m, f in feats.items() if m in subset}
-            if kept:
-                logits = model.head(kept, {m: v for m, v in mask.items() if m in subset}).logits
-            else:  # none of the subset's modalities in this batch: the head on missing embeddings only
-                logits = _all_missing_logits(model, subset[0], len(chunk), dev)
-            out[subset].append(logits.float().cpu().numpy())
+        for subset, z in _chunk_logits(entry, list(cases[start : start + batch_size]), list(out)).items():
+            out[subset].append(z)
     return {s: np.concatenate(v) for s, v in out.items()}
+
+
+def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
+    model = entry.model
+    dev = next(model.parameters()).device
+    try:
+        batch = to_device(entry.batch(chunk), dev)
+    except ValueError:  # some case has none of the inputs: score the cases one by one
+        if len(chunk) > 1:
+            parts = [_chunk_logits(entry, [case], wanted) for case in chunk]
+            return {s: np.concatenate([p[s] for p in parts]) for s in wanted}
+        return {s: _all_missing_logits(model, s[0], 1, dev).float().cpu().numpy() for s in wanted}
+    feats = model.encode(batch)
+    mask = batch.get("mask") or {}
+    out = {}
+    for subset in wanted:
+        kept = {m: f for m, f in feats.items() if m in subset}
+        if kept:
+            logits = model.head(kept, {m: v for m, v in mask.items() if m in subset}).logits
+        else:  # none of the subset's modalities in this batch: the head on missing embeddings only
+            logits = _all_missing_logits(model, subset[0], len(chunk), dev)
+        out[subset] = logits.float().cpu().numpy()
+    return out
 
 
 def _all_missing_logits(model: torch.nn.Module, modality: str, n: int, device: torch.device) -> torch.Tensor:

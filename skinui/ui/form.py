@@ -92,13 +92,14 @@ class MetadataForm:
 
     def _component(self, spec: FieldSpec, visible: bool) -> gr.components.Component:
         info = spec.description or None
+        kw = {"label": spec.label, "info": info, "visible": visible, "elem_id": f"field-{spec.dataset}-{spec.name}"}
         if spec.kind == "numeric":
             # A textbox, not gr.Number: an empty number would arrive as 0, and whatever is typed
             # (out of range, not a number) gets the encoder's warning sentence instead of a silent fix.
-            return gr.Textbox(value="", label=spec.label, placeholder="unknown", info=info, visible=visible)
+            return gr.Textbox(value="", placeholder="unknown", **kw)
         if spec.kind == "boolean":
-            return gr.Radio(BOOL_CHOICES, value=UNKNOWN, label=spec.label, info=info, visible=visible)
-        return gr.Dropdown([UNKNOWN, *spec.levels], value=UNKNOWN, label=spec.label, info=info, visible=visible)
+            return gr.Radio(BOOL_CHOICES, value=UNKNOWN, **kw)
+        return gr.Dropdown([UNKNOWN, *spec.levels], value=UNKNOWN, **kw)
 
     def render(self, selected: str | None) -> None:
         card = self.cards.get(selected or "")

@@ -1,0 +1,181 @@
+"""End to end in Debian's headless Chromium (Playwright), against `python app.py` on localhost.
+
+Uploads both images, fills metadata, predicts, opens every tab, switches the entry, toggles a
+modality, sends a broken file, and checks that the page never asks anything of the internet.
+With SKINUI_SCREENSHOTS=1 it saves the README's screenshots to docs/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "docs" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install playwright==1.65.2)")
+    from skinui.ui.demo_entry import make_demo_entry
+
+    weights = os.environ.get("SKINUI_TEST_WEIGHTS")  # e.g. weights/ for screenshots of real entries
+    if not weights:
+        weights = tmp_path_factory.mktemp("weights")
+        make_demo_entry(weights, "demo_jiadf", image_size=96)
+        make_demo_entry(weights, "demo_jf_concat", image_size=96, structure="jf", fusion="concat", seed=1)
+    port = free_port()
+    env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited: {log.read_text()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"app.py did not start: {log.read_text()}")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def case_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("case")
+    try:
+        from skinui.examples import EXAMPLES, load_example
+
+        images = load_example(0).images if EXAMPLES else None
+    except ImportError:
+        images = None
+    rng = np.random.default_rng(0)
+    for m in ("dermoscopic", "clinical"):
+        pixels = images[m] if images else rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)
+        Image.fromarray(np.asarray(pixels)).save(folder / f"{m}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff this is no photograph")
+    return folder
+
+
+def shot(page, name: str) -> None:
+    if os.environ.get("SKINUI_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(400)
+
+
+def text(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def test_user_journey(server, case_files):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1360, "height": 960})
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
+            (server, "data:", "blob:", "http://127.0.0.1", "http://localhost")) else None)
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)  # the first analysis loads the model on 2 shared cores
+        page.goto(server)
+        expect(page.locator("#analyse")).to_be_visible()
+
+        # Case: both images, metadata, Analyse
+        for m in ("dermoscopic", "clinical"):
+            page.locator(f"#input-{m} input[type=file]").set_input_files(str(case_files / f"{m}.png"))
+            expect(page.locator("#status")).to_contain_text("loaded")
+        page.locator("[id^=field-][id$=-age]").get_by_role("textbox").fill("67")
+        page.locator("[id^=field-][id$=-diameter_mm]").get_by_role("textbox").fill("250")
+        shot(page, "case")
+        page.click("#analyse")
+        expect(page.locator("#status")).to_contain_text("confidence")
+        status = text(page, "#status")
+        entry = re.search(r"\(([\w.-]+)\); analysed", status).group(1)
+        assert "outside the valid range" in status  # the 250 mm diameter was refused with a sentence
+
+        open_tab(page, "Prediction")
+        expect(page.locator("#prediction-headline")).to_contain_text("Confidence")
+        expect(page.locator("#prediction-probs .js-plotly-plot")).to_be_visible()
+        shot(page, "prediction")
+
+        open_tab(page, "Grad-CAM")
+        for m in ("dermoscopic", "clinical"):
+            expect(page.locator(f"#cam-{m} img")).to_be_visible()
+        expect(page.locator("#cam-caption")).to_contain_text("where the model looked")
+        shot(page, "gradcam")
+
+        open_tab(page, "Feature relevance")
+        expect(page.locator("#rel-integrated_gradients .js-plotly-plot")).to_be_visible()
+        expect(page.locator("#rel-feature_ablation .js-plotly-plot")).to_be_visible()
+        shot(page, "relevance")
+
+        open_tab(page, "Modality ablation")
+        expect(page.locator("#ablation-table [role=grid]")).to_have_attribute("aria-rowcount", "8")  # header + 7
+        page.locator("#toggle-clinical input").uncheck()
+        expect(page.locator("#ablation-text")).to_contain_text("D+M")
+        shot(page, "ablation")
+
+        open_tab(page, "Calibration")
+        expect(page.locator("#calibration-text")).to_contain_text("Temperature")
+        expect(page.locator("#calibration-plot .js-plotly-plot")).to_be_visible()
+        shot(page, "calibration")
+
+        open_tab(page, "Compare methods")
+        page.click("#compare-run")
+        expect(page.locator("#compare-text")).to_contain_text("entries predict")
+        assert int(page.locator("#compare-table [role=grid]").get_attribute("aria-rowcount")) >= 3
+        shot(page, "compare")
+
+        open_tab(page, "About")
+        expect(page.locator("#about-statement")).to_contain_text("not a medical device")
+        assert page.get_by_text("not a medical device").count() == 1  # said once, where it is read
+
+        # switch the entry: the analysis re-runs with it
+        open_tab(page, "Case")
+        page.locator("#entry-picker input").click()
+        other = page.get_by_role("option").filter(has_not_text=f"{entry} (")
+        other.first.click()
+        expect(page.locator("#status")).not_to_contain_text(f"({entry})")
+        expect(page.locator("#status")).to_contain_text("confidence")
+
+        # a broken file gets a sentence and the server keeps serving
+        page.locator("#input-dermoscopic input[type=file]").set_input_files(str(case_files / "broken.jpg"))
+        expect(page.locator("#status")).to_contain_text("not a readable image")
+        page.click("#analyse")
+        expect(page.locator("#status")).to_contain_text("confidence")
+
+        assert outside == []  # nothing was fetched from outside this machine
+        browser.close()

@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     demo, ctx = build_app(args.weights, args.entry)
     installed = ", ".join(ctx.cache.names()) or "none (see the Case tab for how to get them)"
     print(f"SkinUI: entries installed in {ctx.cache.weights_dir}: {installed}", flush=True)
-    launch(demo, args.host, args.port)
+    launch(demo, args.host, args.port, prevent_thread_lock=True)
+    # The page is already served; load the default model meanwhile so the first analysis is quick.
+    print(f"SkinUI: {ctx.cache.preload(ctx.default)}", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

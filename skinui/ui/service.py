@@ -131,6 +131,22 @@ class EntryCache:
                 self._loaded.popitem(last=False)
         return item
 
+    def preload(self, name: str | None) -> str:
+        """Load `name` and the explanation libraries now, so the first analysis is quick; a sentence out."""
+        if not name:
+            return "no default entry to load"
+        import importlib
+        import time
+
+        start = time.perf_counter()
+        try:
+            self._get(name)
+            for module in ("skinui.explain.case", "pytorch_grad_cam", "captum.attr"):
+                importlib.import_module(module)
+        except (AppError, ImportError) as err:
+            return f"the default entry {name} could not be loaded: {err}"
+        return f"default entry {name} loaded in {time.perf_counter() - start:.1f} s"
+
     @contextmanager
     def use(self, name: str) -> Iterator[Any]:
         """The loaded `Entry`, held exclusively for the duration of the block."""

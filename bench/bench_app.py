@@ -1,0 +1,205 @@
+"""App speed on this machine: prediction and full explanation against bare backbone passes, start-up, memory.
+
+    python bench/bench_app.py [--entry NAME] [--weights DIR] [--repeats 15] [--threads 2] [--no-start]
+
+Uses the default zoo entry from SKINUI_WEIGHTS / weights/ (or --entry); with none installed it
+builds an untrained trimodal JI-ADF/MMFA entry on EfficientNet-Lite0 at 224 px (the same compute).
+The case is SynthDerm example 1 (two 224 px images and metadata). Baselines are measured in the
+same run, interleaved with the measured work so machine load affects both alike; medians are
+reported. Prints a JSON summary and the Markdown table for docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def pick_entry(weights: Path, name: str | None) -> tuple[Path, str, str]:
+    """(weights folder, entry name, where it came from)."""
+    from skinui.ui.service import EntryCache
+
+    cache = EntryCache(weights)
+    if cache.cards:
+        return weights, cache.default_name(name), "installed"
+    from skinui.ui.demo_entry import make_demo_entry
+
+    folder = Path(tempfile.mkdtemp(prefix="skinui-bench-"))
+    make_demo_entry(folder, "bench_jiadf_mmfa")
+    return folder, "bench_jiadf_mmfa", "untrained demo (no entries installed)"
+
+
+def the_case():
+    from skinui.cases import Case
+    from skinui.examples import load_example
+
+    ex = load_example(0)
+    return Case("bench", dermoscopic=ex.images["dermoscopic"], clinical=ex.images["clinical"], metadata=ex.metadata)
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, run in turn `repeats` times after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_model(weights: Path, name: str, repeats: int) -> dict[str, float]:
+    import torch
+
+    from skinui.explain import explain_case
+    from skinui.ui.service import EntryCache
+    from skinui.zoo import load_entry
+
+    with EntryCache(weights).use(name) as entry:  # as the app holds it (parameters frozen)
+        case = the_case()
+        mods = [m for m in ("dermoscopic", "clinical") if m in entry.modalities]
+        batch = entry.batch([case])
+        x = {m: batch[m] for m in mods}
+        encoders = entry.model.image_encoders
+        trained = load_entry(name, weights).model.train(False)  # a copy whose parameters take gradients
+
+        def bare_forward():
+            with torch.no_grad():
+                for m in mods:
+                    encoders[m](x[m])
+
+        def bare_forward_backward():
+            for m in mods:
+                trained.image_encoders[m](x[m]).sum().backward()
+            trained.zero_grad(set_to_none=True)
+
+        fast = interleaved({"bare_forward": bare_forward, "predict": lambda: entry.predict([case])}, repeats)
+        slow = interleaved({"bare_forward_backward": bare_forward_backward,
+                            "explain": lambda: explain_case(entry, case)}, max(3, repeats // 2))
+        parts = explain_case(entry, case).seconds
+    return {**fast, **slow, "images": len(mods), **{f"explain_{k}": v for k, v in parts.items()}}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_start(weights: Path, name: str) -> dict[str, float]:
+    """Seconds from `python app.py` to the Analyse button visible in Chromium; RSS once the entry is loaded."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SKINUI_WEIGHTS": str(weights)}
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--entry", name], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    out: dict[str, float] = {}
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.perf_counter() - start > 180:
+                raise RuntimeError(Path(log.name).read_text())
+            time.sleep(0.05)
+        out["start_to_http_s"] = time.perf_counter() - start
+        if Path("/usr/bin/chromium").is_file():
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+                page = browser.new_page()
+                page.goto(url)
+                page.wait_for_selector("#analyse", state="visible", timeout=120_000)
+                out["start_to_usable_page_s"] = time.perf_counter() - start
+                browser.close()
+        while "loaded in" not in Path(log.name).read_text() and time.perf_counter() - start < 180:
+            time.sleep(0.2)
+        out["rss_default_entry_loaded_mb"] = rss_mb(proc.pid)
+        from gradio_client import Client, handle_file
+
+        tmp = Path(tempfile.mkdtemp())
+        from PIL import Image
+
+        case = the_case()
+        for m in ("dermoscopic", "clinical"):
+            Image.fromarray(getattr(case, m)).save(tmp / f"{m}.png")
+        Client(url, verbose=False).predict("", handle_file(str(tmp / "dermoscopic.png")),
+                                           handle_file(str(tmp / "clinical.png")), json.dumps(case.metadata),
+                                           api_name="/predict")
+        out["rss_after_a_prediction_mb"] = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def markdown(r: dict) -> str:
+    rows = [
+        ("Prediction, one trimodal case (`Entry.predict`: preprocessing + both backbones + head)",
+         f"{r['predict'] * 1000:.0f} ms", f"{r['predict'] / r['bare_forward']:.2f}x bare forward "
+         f"({r['bare_forward'] * 1000:.0f} ms)", "<= 1.3x"),
+        ("Full explanation (`explain_case`: prediction + Grad-CAM on both images + IG + grouped "
+         "feature ablation + 7-subset ablation)", f"{r['explain'] * 1000:.0f} ms",
+         f"{r['explain'] / r['bare_forward_backward']:.2f}x bare forward+backward "
+         f"({r['bare_forward_backward'] * 1000:.0f} ms)", "<= 2x and < 1.5 s"),
+    ]
+    if "start_to_usable_page_s" in r:
+        rows.append(("`python app.py` to the first usable page (Analyse button visible in Chromium)",
+                     f"{r['start_to_usable_page_s']:.1f} s", f"HTTP up after {r['start_to_http_s']:.1f} s", "< 10 s"))
+    if "rss_default_entry_loaded_mb" in r:
+        rows.append(("Resident memory, default entry loaded", f"{r['rss_default_entry_loaded_mb']:.0f} MB",
+                     f"{r['rss_after_a_prediction_mb']:.0f} MB after one prediction", "< 1.5 GB"))
+    lines = ["| what | median | compared with | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    parts = ", ".join(f"{k[8:]} {v * 1000:.0f} ms" for k, v in r.items() if k.startswith("explain_") and k != "explain_total")
+    lines.append(f"\nExplanation parts: {parts}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entry", default=None)
+    parser.add_argument("--weights", default=os.environ.get("SKINUI_WEIGHTS") or str(REPO / "weights"))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the app uses the default)")
+    parser.add_argument("--no-start", action="store_true", help="skip the start-up and memory measurement")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    weights, name, source = pick_entry(Path(args.weights), args.entry)
+    result = {"entry": name, "source": source, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+              "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+    result.update(bench_model(weights, name, args.repeats))
+    if not args.no_start:
+        result.update(bench_start(weights, name))
+    print(json.dumps(result, indent=2))
+    print()
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -125,6 +125,8 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
             _write_history(run_dir / "metrics.jsonl", history)
             tqdm.write(f"resuming {cfg['name']} after epoch {start}")
     elif rt.is_main:
+        if resume:
+            tqdm.write(f"--resume: no checkpoint in {run_dir}, starting from epoch 1")
         _write_history(run_dir / "metrics.jsonl", [])
 
     trained = task.module

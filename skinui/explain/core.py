@@ -102,7 +102,12 @@ def branch_summary(enc: Encoded) -> tuple[dict[str, dict[str, float]] | None, di
     return probs, weights
 
 
+NOISE_FLOOR = 1e-4  # relative: batched float32 evaluation differs by ~1e-6, which is no relevance
+
+
 def normalise_signed(scores: dict[str, float]) -> dict[str, float]:
-    """Divide by the largest magnitude: |values| in [0, 1], sign kept (all zeros stay zeros)."""
+    """Divide by the largest magnitude: |values| in [0, 1], sign kept; float noise becomes exactly 0."""
     top = max((abs(v) for v in scores.values()), default=0.0)
-    return {k: (float(v) / top if top > 0 else 0.0) for k, v in scores.items()}
+    if top <= 0:
+        return dict.fromkeys(scores, 0.0)
+    return {k: (float(v) / top if abs(v) > NOISE_FLOOR * top else 0.0) for k, v in scores.items()}

@@ -19,7 +19,6 @@ import argparse
 import functools
 import json
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from skinui.cases import SHORT
 from skinui.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,10 +110,11 @@ def run_one(study: Study, entry: str, fold: int, out: Path, data_root: str | Non
     t0 = time.time()
     fit(cfg, data_root, str(run_dir), "cpu", command=fit_command(study, entry, fold, sets), weights_dir=str(wdir))
     report = json.loads((run_dir / "report_test.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
     card = json.loads((wdir / f"{cfg['name']}.json").read_text())
     result = {
         "entry": entry, "fold": fold, "seed": fold, "seconds": round(time.time() - t0, 1),
-        "val_best": card["training"].get("select_metric") and json.loads((run_dir / "summary.json").read_text()),
+        "val": {k: summary[k] for k in ("select_metric", "best_value", "best_epoch", "epochs_run")},
         "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"], "macro": report["macro"],
         "ece": report["ece"], "ece_calibrated": report["ece_calibrated"],
         "temperature": card["calibration"]["temperature"], "modality_ablation": report["modality_ablation"],
@@ -153,7 +152,8 @@ def alpha_by_class_of(weights_dir: Path, name: str, data_root: str) -> dict[str,
 
 
 # -- logistic-regression anchor -------------------------------------------------------------------
-def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None) -> list[dict[str, Any]]:
+def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None,
+              sets: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Standardised inputs + multinomial logistic regression (C=1), trained on each fold's train part.
 
     Same cases, same grouped folds and the same training-fitted metadata encoder as the networks;
@@ -169,7 +169,7 @@ def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None)
 
     results = []
     for fold in range(folds):
-        cfg = load_config(study.config_path(study.subsets[-1][1]), ["split.method=kfold", f"split.fold={fold}"])
+        cfg = load_config(study.config_path(study.subsets[-1][1]), ["split.method=kfold", f"split.fold={fold}", *sets])
         prep = prepare(cfg, resolve_root(cfg["data_root"], data_root))
         blocks = {m: _image_matrix(prep, m) for m in ("clinical", "dermoscopic")}
         blocks["metadata"] = prep.meta
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"balanced accuracy {r['balanced_accuracy']:.3f} ({r['seconds']} s)", flush=True)
         elif args.cmd == "lr":
             _cache_cases()
-            lr_anchor(study, args.folds, out, root)
+            lr_anchor(study, args.folds, out, root, args.set)
         elif args.cmd == "table":
             cmd = (f"python -m training.study run --study {args.study} --folds {args.folds} && python -m training.study "
                    f"lr --study {args.study} --folds {args.folds} && python -m training.study table --study {args.study}")

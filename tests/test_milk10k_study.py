@@ -93,3 +93,40 @@ def test_study_runs_scores_tables_and_ships_on_a_tiny_fixture(tmp_path, capsys):
     from skinui.zoo import load_entry
 
     assert load_entry("milk10k-concepts-jiadf", weights).model.modalities == ["dermoscopic", "clinical", "metadata"]
+
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+@pytest.mark.parametrize("name", STUDY.ship)
+def test_shipped_cards_are_complete(name):
+    card = json.loads((WEIGHTS / f"{name}.json").read_text())
+    assert card["dataset"] == "milk10k" and not card["leaky"] and "CC BY-NC" in card["licence"]
+    assert card["training"]["split"]["fold"] == 0 and card["training"]["seed"] == 0
+    assert f"--config training/configs/{name}.yaml" in card["training"]["command"]
+    assert 0 < card["metrics"]["macro"]["auc"] <= 1 and card["calibration"]["temperature"] > 0
+    if card["model"]["structure"]["name"] == "jiadf":
+        assert set(card["alpha_by_class"]) == set(card["classes"])
+        for row in card["alpha_by_class"].values():
+            assert abs(row["image"] + row["joint"] + row["metadata"] - 1) < 1e-4
+    else:
+        assert card["alpha_by_class"] is None or card["model"]["structure"]["name"] == "jif"
+
+
+@pytest.mark.data
+def test_shipped_jiadf_reproduces_its_card_on_its_test_split():
+    from conftest import data_dir
+
+    from skinui.metrics import quick_scores
+    from skinui.zoo import load_entry
+    from training.evaluate import select_cases
+    from training.study import alpha_by_class_of
+
+    root = data_dir("milk10k")
+    entry = load_entry("milk10k-concepts-jiadf", WEIGHTS)
+    cases, labels, _ = select_cases(entry.card, "milk10k", root, "test")  # verifies the recorded test hash
+    probs = np.array([[p.probabilities[c] for c in entry.classes] for p in entry.predict(cases, calibrated=False)])
+    assert abs(quick_scores(labels, probs, len(entry.classes))["macro_auc"] - entry.card["metrics"]["macro"]["auc"]) < 0.01
+    alpha = alpha_by_class_of(WEIGHTS, "milk10k-concepts-jiadf", str(root))
+    for cls, row in entry.card["alpha_by_class"].items():
+        assert alpha[cls]["n"] == row["n"] and alpha[cls]["joint"] == pytest.approx(row["joint"], abs=1e-4)

@@ -2,8 +2,9 @@
 
     python bench/bench_app.py [--entry NAME] [--weights DIR] [--repeats 15] [--threads 2] [--no-start]
 
-Uses the default zoo entry from SKINUI_WEIGHTS / weights/ (or --entry); with none installed it
-builds an untrained trimodal JI-ADF/MMFA entry on EfficientNet-Lite0 at 224 px (the same compute).
+Uses the default zoo entry from SKINUI_WEIGHTS / weights/ (or --entry) when it takes two photos and
+metadata; otherwise it builds an untrained trimodal JI-ADF/MMFA entry on EfficientNet-Lite0 at 224 px
+(the same compute as a trained one).
 The case is SynthDerm example 1 (two 224 px images and metadata). Baselines are measured in the
 same run, interleaved with the measured work so machine load affects both alike; medians are
 reported. Prints a JSON summary and the Markdown table for docs/BENCHMARKS.md.
@@ -28,16 +29,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def pick_entry(weights: Path, name: str | None) -> tuple[Path, str, str]:
     """(weights folder, entry name, where it came from)."""
-    from skinui.ui.service import EntryCache
+    from skinui.ui.service import EntryCache, pixel_modalities
 
     cache = EntryCache(weights)
-    if cache.cards:
-        return weights, cache.default_name(name), "installed"
+    default = cache.default_name(name) if cache.cards else None
+    if default and len(pixel_modalities(cache.card(default))) == 2:  # a trimodal entry fed by two photos
+        return weights, default, "installed"
     from skinui.ui.demo_entry import make_demo_entry
 
     folder = Path(tempfile.mkdtemp(prefix="skinui-bench-"))
     make_demo_entry(folder, "bench_jiadf_mmfa")
-    return folder, "bench_jiadf_mmfa", "untrained demo (no entries installed)"
+    return folder, "bench_jiadf_mmfa", "untrained demo: no installed entry takes two photos + metadata"
 
 
 def the_case():

@@ -219,3 +219,17 @@ def test_entry_cache_is_lru_and_shares_one_model(app):
     with cache.use("tri_jf"):
         pass
     assert list(cache._loaded) == ["tri_jf"]
+
+
+def test_concept_score_entries_are_not_fed_photos(tmp_path):
+    """MILK10k concept entries read MONET scores, not pixels: photos are left out, with a sentence."""
+    make_demo_entry(tmp_path, "concepts", dataset="milk10k", backbone="concept_mlp", image_size=64)
+    make_demo_entry(tmp_path, "pixels", dataset="milk10k", image_size=64, structure="jf", fusion="concat",
+                    modalities=("clinical", "metadata"))
+    demo, ctx = build_app(tmp_path)
+    assert ctx.default == "pixels"  # more modalities, but a photo cannot feed it
+    values = [("63" if s.name.startswith("age") else to_form(s, None)) for s in ctx.form.fields]
+    session, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), values)
+    assert "concept scores" in status and session.explanation.cams == {}
+    _, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), [to_form(s, None) for s in ctx.form.fields])
+    assert "none of the entry's inputs" in status

@@ -16,9 +16,11 @@ from skinui.ui.service import (
     card_structure,
     entry_label,
     headline_metrics,
+    ignored_notes,
     modality_notes,
     read_upload,
     short_modalities,
+    usable_modalities,
 )
 from skinui.ui.session import AppContext, Session, UploadImage, shrink
 
@@ -89,11 +91,11 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, images:
     raw = ctx.form.raw_values(name, form_values)
     session = session.with_(metadata=raw)
     card = ctx.cache.card(name)
-    if not any(m in session.inputs().present() for m in card.get("modalities", [])):
+    if not any(m in session.inputs().present() for m in usable_modalities(card)):
         return session, "Add an image or some metadata first: this case has none of the entry's inputs."
     with ctx.cache.use(name) as entry:
         explanation = explain_case(entry, build_case(entry, session.inputs()))
-    warnings = explanation.warnings
+    warnings = ignored_notes(card, session.inputs().present()) + explanation.warnings
     session = session.with_(entry=name, explanation=explanation, cams=explanation.cams,
                             cam_target=explanation.target, compare=None, warnings=warnings)
     status = (f"**{explanation.prediction}** with {explanation.confidence:.0%} confidence ({name}); "

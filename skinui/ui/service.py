@@ -42,6 +42,21 @@ def card_structure(card: dict[str, Any]) -> str:
     return str(((card.get("model") or {}).get("structure") or {}).get("name", "jf"))
 
 
+def takes_pixels(card: dict[str, Any]) -> bool:
+    """False for entries whose 'images' are concept scores (MILK10k MONET), which a photo cannot give."""
+    return ((card.get("model") or {}).get("image_encoder") or {}).get("name") != "concept_mlp"
+
+
+def pixel_modalities(card: dict[str, Any]) -> list[str]:
+    """The entry's image modalities that an uploaded photo can feed."""
+    return [m for m in card.get("modalities", []) if m in IMAGE_MODALITIES and takes_pixels(card)]
+
+
+def usable_modalities(card: dict[str, Any]) -> list[str]:
+    """What a user of the app can feed this entry: its photo modalities and its metadata."""
+    return pixel_modalities(card) + [m for m in card.get("modalities", []) if m == "metadata"]
+
+
 def headline_metrics(card: dict[str, Any]) -> str:
     """'BACC 0.71 · AUC 0.91' from the card's metrics summary (what is there)."""
     metrics = card.get("metrics") or {}
@@ -61,7 +76,7 @@ def short_modalities(modalities: list[str]) -> str:
 
 def entry_label(card: dict[str, Any]) -> str:
     """Dropdown label: dataset first so entries read grouped by dataset."""
-    mods = short_modalities(list(card.get("modalities", [])))
+    mods = short_modalities(list(card.get("modalities", []))) + ("" if takes_pixels(card) else ", concept scores")
     return (f"{card.get('dataset', '?')} · {card['name']} ({mods}, {card_fusion(card)}, "
             f"{card_structure(card)}; {headline_metrics(card)})")
 
@@ -99,14 +114,15 @@ class EntryCache:
         raise AppError(f"There is no model entry called {name!r}; choose one of: {known}.")
 
     def default_name(self, preferred: str | None = None) -> str | None:
-        """`preferred` if installed, else a trimodal JI-ADF, else the entry with most modalities."""
+        """`preferred` if installed, else one that takes photos: a trimodal JI-ADF, else the most modalities."""
         if preferred:
             self.card(preferred)  # raises a sentence when unknown
             return preferred
         if not self.cards:
             return None
-        ranked = sorted(self.cards, key=lambda c: (-len(c.get("modalities", [])), card_structure(c) != "jiadf",
-                                                   str(c.get("dataset")) != "synthderm", c["name"]))
+        ranked = sorted(self.cards, key=lambda c: (not takes_pixels(c), -len(c.get("modalities", [])),
+                                                   card_structure(c) != "jiadf", str(c.get("dataset")) != "synthderm",
+                                                   c["name"]))
         return ranked[0]["name"]
 
     def _get(self, name: str) -> tuple[Any, threading.Lock]:
@@ -197,9 +213,10 @@ class CaseInputs:
 
 
 def build_case(entry: Any, inputs: CaseInputs) -> Case:
-    """A `Case` for `entry` from typed inputs: images the entry does not use are left out; metadata
-    stays raw, because `Entry.prepare` cleans it with the entry's encoder and words the warnings."""
-    uses = set(entry.card.get("modalities", ()))
+    """A `Case` for `entry` from typed inputs: images the entry does not use are left out (as are
+    photos for a concept-score entry); metadata stays raw, because `Entry.prepare` cleans it with
+    the entry's encoder and words the warnings."""
+    uses = set(usable_modalities(entry.card))
     images = {m: (inputs.images.get(m) if m in uses else None) for m in IMAGE_MODALITIES}
     metadata = dict(inputs.metadata) if "metadata" in uses else {}
     return Case("app-case", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
@@ -207,13 +224,19 @@ def build_case(entry: Any, inputs: CaseInputs) -> Case:
 
 def ignored_notes(card: dict[str, Any], present: list[str]) -> list[str]:
     """Sentences for inputs the case has but the entry does not use."""
+    notes = []
+    if not takes_pixels(card) and any(m in IMAGE_MODALITIES for m in card.get("modalities", [])):
+        notes.append(f"{card['name']} reads concept scores (MILK10k MONET) instead of photos, which this app cannot "
+                     "compute from an image; it predicts from the metadata and its missing-image embeddings.")
     ignored = [m for m in present if m not in card.get("modalities", [])]
-    return [f"{card['name']} does not use the {' or '.join(ignored)} input; it is ignored."] if ignored else []
+    if ignored:
+        notes.append(f"{card['name']} does not use the {' or '.join(ignored)} input; it is ignored.")
+    return notes
 
 
 def modality_notes(card: dict[str, Any], present: list[str]) -> list[str]:
     """Sentences on what happens with this entry given the modalities the case has."""
-    needs = list(card.get("modalities", []))
+    needs = usable_modalities(card)
     notes = []
     missing = [m for m in needs if m not in present]
     if missing:

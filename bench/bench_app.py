@@ -185,7 +185,8 @@ def markdown(r: dict) -> str:
                      f"{r['rss_after_a_prediction_mb']:.0f} MB after one prediction", "< 1.5 GB"))
     lines = ["| what | median | compared with | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    parts = ", ".join(f"{k[8:]} {v * 1000:.0f} ms" for k, v in r.items() if k.startswith("explain_") and k != "explain_total")
+    parts = ", ".join(f"{k[8:]} {v * 1000:.0f} ms" for k, v in r.items()
+                      if k.startswith("explain_") and k not in ("explain_total", "explain_min"))
     lines.append(f"\nExplanation parts: {parts}.")
     return "\n".join(lines)
 

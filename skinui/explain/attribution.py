@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from skinui.cases import Case
-from skinui.explain.core import Encoded, encode_case, normalise_signed, resolve_target, temperature_of
+from skinui.explain.core import Encoded, encode_case, head_batch, normalise_signed, resolve_target, temperature_of
 from skinui.explain.methods import METHOD_LABELS  # noqa: F401  (re-exported)
 from skinui.registry import Registry
 
@@ -52,11 +52,8 @@ def metadata_forward(enc: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
     model, t = enc.entry.model, temperature_of(enc.entry)
 
     def forward(meta: torch.Tensor) -> torch.Tensor:
-        rows = meta.shape[0]
-        feats = {m: f.expand(rows, -1) for m, f in enc.feats.items() if m != "metadata"}
-        feats["metadata"] = model.encode({"metadata": meta})["metadata"]
-        mask = {m: v.expand(rows) for m, v in enc.mask.items()} if enc.mask is not None else None
-        return torch.softmax(model.head(feats, mask).logits / t, dim=-1)
+        f_meta = model.encode({"metadata": meta})["metadata"]
+        return torch.softmax(head_batch(enc, meta.shape[0], {"metadata": f_meta}).logits / t, dim=-1)
 
     return forward
 

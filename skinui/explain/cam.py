@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from skinui.cases import Case
-from skinui.explain.core import Encoded, encode_case, resolve_target
+from skinui.explain.core import Encoded, encode_case, head_batch, resolve_target
 
 
 class ImageBranch(nn.Module):
@@ -22,17 +22,13 @@ class ImageBranch(nn.Module):
 
     def __init__(self, enc: Encoded, modality: str) -> None:
         super().__init__()
-        self.model = enc.entry.model
+        self.model = enc.entry.model  # a submodule, so pytorch-grad-cam finds the parameters' device
+        self.enc = enc
         self.modality = modality
-        self.fixed = {m: f for m, f in enc.feats.items() if m != modality}
-        self.mask = enc.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.shape[0]
-        feats = {m: f.expand(rows, -1) for m, f in self.fixed.items()}
-        feats[self.modality] = self.model.image_encoders[self.modality](x)
-        mask = {m: v.expand(rows) for m, v in self.mask.items()} if self.mask is not None else None
-        return self.model.head(feats, mask).logits
+        image = self.model.image_encoders[self.modality](x)
+        return head_batch(self.enc, x.shape[0], {self.modality: image}).logits
 
 
 def _cut_below(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,7 @@ def resolve_target(entry: Any, target: int | str | None, logits: torch.Tensor) -
 def head_batch(enc: Encoded, rows: int, overrides: dict[str, torch.Tensor] | None = None,
                mask: dict[str, torch.Tensor] | None = None) -> Any:
     """`model.head` on the cached features repeated `rows` times, with some modalities overridden."""
-    feats = {m: f.expand(rows, -1) for m, f in enc.feats.items()}
+    feats = {m: f.expand(rows, -1) for m, f in enc.feats.items() if m not in (overrides or {})}
     feats.update(overrides or {})
     if mask is None and enc.mask is not None:
         mask = {m: v.expand(rows) for m, v in enc.mask.items()}

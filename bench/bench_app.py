@@ -207,6 +207,9 @@ image encoders on the already preprocessed tensors, nothing else. *Bare forward+
 `out.sum().backward()` through every parameter (what a training step computes). The explanation
 reuses the prediction's encode pass: Grad-CAM re-runs only the explained image branch and its backward
 stops at the target layer; relevance and the 7 subsets run `model.head` on cached features.
+Start-up is dominated by importing gradio and torch (app.py overlaps the two and builds the page
+before loading any model; the default entry is loaded after the page is served), so it scales with
+the machine's load: read it together with the load average above.
 
 Command: `{command}`
 

@@ -4,6 +4,15 @@ Confidence is the top-class probability. ECE uses 15 equal-width bins (Guo et al
 temperature is one scalar T fitted on held-out logits (the validation split) by minimising the
 negative log-likelihood of softmax(logits / T) with L-BFGS; it never changes the predicted class.
 JI-ADF's logits are log-probabilities, so the same scaling applies to every structure.
+
+Prevalence. Entries trained with class-balanced sampling or class-weighted loss output posteriors
+for a world where every class is equally common; no single temperature can turn those into
+probabilities for the real case mix (the training split's prevalence pi). So calibration fits two
+scalars on the validation split: p = softmax(z / T + beta * log pi) (beta ~ 1 undoes balancing,
+beta ~ 0 for naturally trained models). The *decision* is then the prevalence-adjusted rule
+argmax_k p_k / pi_k: the Bayes decision for balanced accuracy, the metric the field reports. So
+the probabilities shown are honest about how common each class is, and the predicted class does
+not default to the majority class.
 """
 from __future__ import annotations
 
@@ -81,13 +90,64 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
+def fit_prior_calibration(
+    logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray, max_iter: int = 200
+) -> tuple[float, float]:
+    """(T, beta) minimising NLL of softmax(logits / T + beta * log_prior); L-BFGS on (log T, beta)."""
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64).ravel())
+    lp = torch.as_tensor(np.asarray(log_prior, dtype=np.float64))
+    if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0 or lp.shape != (z.shape[1],):
+        raise ValueError("prior calibration needs logits [N, K], N labels and a log prior [K]")
+    params = torch.zeros(2, dtype=torch.float64, requires_grad=True)  # log T = 0, beta = 0: no change
+    optimiser = torch.optim.LBFGS([params], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / params[0].exp() + params[1] * lp, y)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    t = float(params[0].detach().exp().clamp(0.05, 20.0))
+    return t, float(params[1].detach().clamp(-2.0, 2.0))
+
+
+def calibrated_logits(logits: np.ndarray, cal: dict[str, Any] | None) -> np.ndarray:
+    """Calibrated log-probabilities (up to a constant): logits / T + beta * log pi, per a card's block."""
+    cal = cal or {}
+    z = np.asarray(logits, dtype=np.float64) / float(cal.get("temperature") or 1.0)
+    if cal.get("log_prior") is not None:
+        z = z + float(cal.get("prior_weight") or 0.0) * np.asarray(cal["log_prior"], dtype=np.float64)
+    return z
+
+
+def decide(logits: np.ndarray, cal: dict[str, Any] | None) -> np.ndarray:
+    """Predicted class indices: argmax p_k / pi_k when the block has a prevalence, else argmax p_k."""
+    z = calibrated_logits(logits, cal)
+    if (cal or {}).get("log_prior") is not None:
+        z = z - np.asarray(cal["log_prior"], dtype=np.float64)
+    return z.argmax(axis=1)
+
+
 def calibration_summary(
-    fit_logits: np.ndarray, fit_labels: np.ndarray, eval_logits: np.ndarray, eval_labels: np.ndarray
+    fit_logits: np.ndarray, fit_labels: np.ndarray, eval_logits: np.ndarray, eval_labels: np.ndarray,
+    log_prior: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Fit T on one split, report on another: the model card's `calibration` block."""
-    temperature = fit_temperature(fit_logits, fit_labels)
-    before, after = softmax(eval_logits), softmax(eval_logits, temperature)
+    """Fit on one split, report on another: the model card's `calibration` block.
+
+    With `log_prior` (log class frequencies of the training split) the block also carries
+    `prior_weight` and `log_prior`, and the decision rule becomes prevalence-adjusted (`decide`).
+    """
+    if log_prior is None:
+        temperature, extra = fit_temperature(fit_logits, fit_labels), {}
+    else:
+        temperature, beta = fit_prior_calibration(fit_logits, fit_labels, log_prior)
+        extra = {"prior_weight": beta, "log_prior": [float(v) for v in log_prior], "decision": "prevalence_adjusted"}
+    before = softmax(eval_logits)
+    after = softmax(calibrated_logits(eval_logits, {"temperature": temperature, **extra}))
     return {
+        **extra,
         "temperature": temperature,
         "ece": ece(before, eval_labels),
         "ece_calibrated": ece(after, eval_labels),

@@ -11,7 +11,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,7 +56,7 @@ class ImageRef:
         return self.path.is_file()
 
 
-ImageLike = Union[ImageRef, np.ndarray, ConceptVector, None]
+ImageLike = ImageRef | np.ndarray | ConceptVector | None
 
 
 @dataclass
@@ -139,9 +139,9 @@ def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image) -> 
         except ImageError:
             raise
         except Image.DecompressionBombError:
-            raise ImageError("The image is too large to analyse safely; please resize it below 40 megapixels.")
+            raise ImageError("The image is too large to analyse safely; please resize it below 40 megapixels.") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise ImageError("This file is not a readable image; please upload a JPEG or PNG photograph.")
+            raise ImageError("This file is not a readable image; please upload a JPEG or PNG photograph.") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not cost the user the image

@@ -38,6 +38,25 @@ class Entry:
     temperature: float = 1.0
 
     @property
+    def calibration(self) -> dict[str, Any]:
+        """The card's calibration block (temperature, and the prevalence terms when fitted)."""
+        return {**(self.card.get("calibration") or {}), "temperature": self.temperature}
+
+    def calibrated_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated log-probabilities up to a constant (see skinui.calibration)."""
+        cal = self.calibration
+        z = logits.float() / float(cal["temperature"] or 1.0)
+        if cal.get("log_prior") is not None:
+            z = z + float(cal.get("prior_weight") or 0.0) * torch.tensor(cal["log_prior"], dtype=z.dtype)
+        return z
+
+    def decide(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Predicted class per row: argmax p_k / pi_k when the card has a prevalence, else argmax p_k."""
+        p = np.asarray(probs, dtype=np.float64)
+        log_prior = self.calibration.get("log_prior")
+        return (np.log(np.clip(p, 1e-12, None)) - (np.asarray(log_prior) if log_prior is not None else 0.0)).argmax(1)
+
+    @property
     def classes(self) -> list[str]:
         return list(self.card["classes"])
 
@@ -112,14 +131,20 @@ class Entry:
                 calibrated: bool = True) -> list[Prediction]:
         batch, notes = self.prepare(cases, modalities)
         out = self.model(batch)
-        t = self.temperature if calibrated else 1.0
-        probs = (out.logits / t).softmax(1).numpy().astype(float)
+        cal_probs = self.calibrated_logits(out.logits).softmax(1).numpy().astype(float)
+        probs = cal_probs if calibrated else out.logits.float().softmax(1).numpy().astype(float)
+        decided = self.decide(cal_probs)  # the decision is always taken on calibrated probabilities
         branch = {b: z.softmax(1).numpy().astype(float) for b, z in out.branch_logits.items()}
         alpha = out.alpha.numpy().astype(float) if out.alpha is not None else None
         classes = self.classes
         preds = []
         for i in range(len(cases)):
-            k = int(probs[i].argmax())
+            k, top = int(decided[i]), int(probs[i].argmax())
+            if k != top and calibrated:
+                notes[i].append(
+                    f"{classes[top]} is the most probable class ({probs[i, top]:.0%}), but {classes[k]} is predicted: "
+                    f"relative to how common each class is, the evidence favours {classes[k]} "
+                    f"(prevalence-adjusted decision, the rule balanced accuracy rewards).")
             preds.append(Prediction(
                 probabilities=dict(zip(classes, probs[i].tolist())),
                 prediction=classes[k],

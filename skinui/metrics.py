@@ -78,8 +78,12 @@ def classification_report(
     probs: np.ndarray,
     classes: Sequence[str],
     decision: str = "argmax",
+    predicted: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All metrics for integer `labels` [N] and class probabilities `probs` [N, K], JSON-ready.
+
+    `predicted` [N] overrides the argmax decision (e.g. the prevalence-adjusted rule of
+    `skinui.calibration.decide`); ranking metrics (AUC, AP) always use `probs`.
 
     Returns `balanced_accuracy, accuracy, macro_f1, macro {...}, per_class {label: {...}},
     confusion_matrix (rows = truth, columns = prediction), n_cases`.
@@ -88,14 +92,16 @@ def classification_report(
     if decision not in ("argmax", "threshold"):
         raise ValueError("decision must be 'argmax' or 'threshold'")
     k = len(classes)
-    predicted = probs.argmax(axis=1)
+    predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64).ravel()
     truth_onehot = np.eye(k, dtype=bool)[labels]
     pred_binary = np.eye(k, dtype=bool)[predicted] if decision == "argmax" else probs > 0.5
     weights = pd.Series(np.ones(len(labels)))
 
     columns = pd.Index(list(classes))
     balanced = isic.balanced_multiclass_accuracy(
-        pd.DataFrame(truth_onehot.astype(float), columns=columns), pd.DataFrame(probs, columns=columns), weights
+        pd.DataFrame(truth_onehot.astype(float), columns=columns),
+        pd.DataFrame(np.eye(k)[predicted], columns=columns),  # the scorer argmaxes: hand it the decisions
+        weights,
     )
     per_class = {c: _category(truth_onehot[:, i], probs[:, i], pred_binary[:, i], weights) for i, c in enumerate(classes)}
     return {
@@ -109,11 +115,12 @@ def classification_report(
     }
 
 
-def quick_scores(labels: Sequence[int] | np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, float | None]:
+def quick_scores(labels: Sequence[int] | np.ndarray, probs: np.ndarray, num_classes: int,
+                 predicted: np.ndarray | None = None) -> dict[str, float | None]:
     """The model-selection numbers only (balanced accuracy, macro F1, macro AUC): cheap, for every epoch."""
     labels = np.asarray(labels, dtype=np.int64).ravel()
     probs = np.asarray(probs, dtype=np.float64)
-    predicted = probs.argmax(axis=1)
+    predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64).ravel()
     present = np.unique(labels)
     recalls = [(predicted[labels == c] == c).mean() for c in present]
     aucs = [

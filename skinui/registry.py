@@ -5,7 +5,8 @@ ever speaks names, so configs, the CLI, the app and the tests share one vocabula
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

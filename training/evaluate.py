@@ -5,8 +5,10 @@ fractions) and checked against the recorded SHA-256 of its case ids, so an evalu
 scores a case the entry trained or was selected on; a different dataset folder is refused for
 `--split test` (use `--split all` on cases the entry never saw).
 
-Headline metrics use the model's own probabilities; `ece_calibrated` applies the card's
-temperature (fitted on the validation split at training time).
+Headline metrics score the entry as the app runs it: calibrated probabilities (the card's
+temperature and prevalence terms, fitted on the validation split at training time) for AUC/AP,
+and the card's decision rule (prevalence-adjusted when the card has a prevalence) for the
+thresholded metrics. `ece` is measured on the raw softmax, `ece_calibrated` after calibration.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinui.calibration import ece, reliability_bins, softmax
+from skinui.calibration import calibrated_logits, decide, ece, reliability_bins, softmax
 from skinui.cases import SHORT, Case
 from skinui.metrics import classification_report, quick_scores, roc_curves
 from training.data import case_ids_sha256, load_cases, make_split, to_device
@@ -86,27 +88,31 @@ def _all_missing_logits(model: torch.nn.Module, modality: str, n: int, device: t
     return model.head(feats, {modality: torch.zeros(n, dtype=torch.bool, device=device)}).logits
 
 
-def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, temperature: float | None = None,
+def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, calibration: dict[str, Any] | None = None,
            batch_size: int = 64, device: torch.device | None = None,
            logits: dict[tuple[str, ...], np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The report.json dict, plus the curves and bins the HTML figures need (`logits`: precomputed subsets)."""
+    """The report.json dict, plus the curves and bins the HTML figures need (`logits`: precomputed subsets).
+
+    `calibration`: a card's calibration block (default: the entry's own).
+    """
     classes = list(entry.card["classes"])
     logits = logits if logits is not None else subset_logits(entry, cases, batch_size, device)
     full = tuple(entry.model.modalities)
+    cal = calibration if calibration is not None else entry.calibration
     probs = softmax(logits[full])
-    t = float(temperature if temperature is not None else entry.temperature or 1.0)
-    calibrated = softmax(logits[full], t)
-    rep = classification_report(labels, probs, classes)
+    calibrated = softmax(calibrated_logits(logits[full], cal))
+    rep = classification_report(labels, calibrated, classes, predicted=decide(logits[full], cal))
     rep["ece"] = ece(probs, labels)
     rep["ece_calibrated"] = ece(calibrated, labels)
-    rep["temperature"] = t
+    rep["temperature"] = float(cal.get("temperature") or 1.0)
+    rep["decision"] = cal.get("decision", "argmax")
     ablation = {}
     for subset, z in logits.items():
-        q = quick_scores(labels, softmax(z), len(classes))
+        q = quick_scores(labels, softmax(calibrated_logits(z, cal)), len(classes), predicted=decide(z, cal))
         ablation[subset_name(subset)] = {"balanced_accuracy": q["balanced_accuracy"], "macro_auc": q["macro_auc"]}
     rep["modality_ablation"] = ablation
     extras = {
-        "roc": roc_curves(labels, probs, classes),
+        "roc": roc_curves(labels, calibrated, classes),
         "bins": reliability_bins(probs, labels),
         "bins_calibrated": reliability_bins(calibrated, labels),
         "logits": logits[full],

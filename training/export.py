@@ -105,8 +105,11 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     test = [prep.cases[i] for i in test_idx]
     test_labels = prep.labels[test_idx]
     test_logits = subset_logits(entry, test)
-    cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels)
-    rep, _ = report(entry, test, test_labels, temperature=cal["temperature"], logits=test_logits)
+    counts = np.bincount(prep.labels[prep.split["train"]], minlength=len(prep.classes)).astype(np.float64)
+    log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # training prevalence (add-one: no empty class)
+    cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels,
+                              log_prior=log_prior)
+    rep, _ = report(entry, test, test_labels, calibration=cal, logits=test_logits)
     card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
     card["metrics"] = {
         "split": "test" if prep.split["test"] else "val",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from skinui.cases import SHORT, Case
-from skinui.explain.core import Encoded, calibrated, encode_case, head_batch
+from skinui.explain.core import Encoded, calibrated, decided, encode_case, head_batch
 
 
 def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -36,10 +36,11 @@ def ablation_encoded(enc: Encoded) -> list[dict[str, Any]]:
     with torch.no_grad():
         probs = calibrated(head_batch(enc, rows, mask=mask).logits, enc.entry)
     classes = enc.classes
+    picks = decided(probs.numpy(), enc.entry)
     out = []
     for i, combo in enumerate(combos):
         p = probs[i]
-        k = int(p.argmax())
+        k = int(picks[i])
         out.append({"subset": subset_label(combo), "modalities": list(combo),
                     "probabilities": dict(zip(classes, p.tolist())), "prediction": classes[k],
                     "confidence": float(p[k]), "complete": all(present[m] for m in combo)})

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from skinui.cases import Case
-from skinui.explain.core import Encoded, encode_case, head_batch, normalise_signed, resolve_target, temperature_of
+from skinui.explain.core import Encoded, calibrated, encode_case, head_batch, normalise_signed, resolve_target
 from skinui.explain.methods import METHOD_LABELS  # noqa: F401  (re-exported)
 from skinui.registry import Registry
 
@@ -49,11 +49,11 @@ def _feature_ablation(forward: Callable, x: torch.Tensor, target: int, enc: Enco
 
 def metadata_forward(enc: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
     """Encoded metadata [N, D] -> calibrated probabilities [N, K], image features fixed."""
-    model, t = enc.entry.model, temperature_of(enc.entry)
+    model = enc.entry.model
 
     def forward(meta: torch.Tensor) -> torch.Tensor:
         f_meta = model.encode({"metadata": meta})["metadata"]
-        return torch.softmax(head_batch(enc, meta.shape[0], {"metadata": f_meta}).logits / t, dim=-1)
+        return calibrated(head_batch(enc, meta.shape[0], {"metadata": f_meta}).logits, enc.entry)
 
     return forward
 

@@ -16,7 +16,7 @@ from skinui.cases import IMAGE_MODALITIES, Case
 from skinui.explain.ablation import ablation_encoded
 from skinui.explain.attribution import RELEVANCE_METHODS, relevance_encoded
 from skinui.explain.cam import gradcam_encoded
-from skinui.explain.core import Encoded, branch_summary, encode_case, resolve_target
+from skinui.explain.core import Encoded, branch_summary, decided, encode_case, resolve_target
 
 
 @dataclass
@@ -39,7 +39,7 @@ def prediction_summary(enc: Encoded) -> dict[str, Any]:
     """Calibrated probabilities, top class, confidence, branch outputs of an encoded case."""
     classes = enc.classes
     probs = enc.probabilities()
-    k = int(np.argmax(probs))
+    k = int(decided(np.asarray(probs)[None], enc.entry)[0])
     branch_probs, weights = branch_summary(enc)
     return {"probabilities": dict(zip(classes, map(float, probs))), "prediction": classes[k],
             "confidence": float(probs[k]), "branch_probabilities": branch_probs, "branch_weights": weights}

@@ -37,7 +37,7 @@ class Encoded:
 
     def probabilities(self) -> np.ndarray:
         """Calibrated probabilities [K] (softmax of logits / T)."""
-        return calibrated(self.logits, self.entry)[0].numpy()
+        return calibrated(self.logits.detach(), self.entry)[0].numpy()
 
 
 def classes_of(entry: Any) -> list[str]:
@@ -51,8 +51,18 @@ def temperature_of(entry: Any) -> float:
 
 
 def calibrated(logits: torch.Tensor, entry: Any) -> torch.Tensor:
-    """softmax(logits / T): JI-ADF logits are log-probabilities, so this holds for every structure."""
-    return torch.softmax(logits.detach().float() / temperature_of(entry), dim=-1)
+    """Calibrated probabilities: the entry's own calibration (temperature and prevalence terms) when it
+    has one, else softmax(logits / T). JI-ADF logits are log-probabilities, so this holds for every structure."""
+    if hasattr(entry, "calibrated_logits"):
+        return torch.softmax(entry.calibrated_logits(logits), dim=-1)
+    return torch.softmax(logits / temperature_of(entry), dim=-1)
+
+
+def decided(probs: torch.Tensor | np.ndarray, entry: Any) -> np.ndarray:
+    """Predicted class per row by the entry's decision rule (prevalence-adjusted where the card says so)."""
+    if hasattr(entry, "decide"):
+        return entry.decide(probs)
+    return np.asarray(probs).argmax(-1)
 
 
 def encode_case(entry: Any, case: Case) -> Encoded:
@@ -70,7 +80,7 @@ def resolve_target(entry: Any, target: int | str | None, logits: torch.Tensor) -
     """Class index from an index, a class code, or None (the predicted class)."""
     classes = classes_of(entry)
     if target is None or target == "":
-        return int(logits[0].argmax())
+        return int(decided(calibrated(logits.detach()[:1].float(), entry).numpy(), entry)[0])
     if isinstance(target, str) and not target.lstrip("-").isdigit():
         if target not in classes:
             raise ValueError(f"{target!r} is not a class of {entry.name}; choose one of {', '.join(classes)}.")

@@ -10,7 +10,8 @@ for a world where every class is equally common; no single temperature can turn 
 probabilities for the real case mix (the training split's prevalence pi). So calibration fits two
 scalars on the validation split: p = softmax(z / T + beta * log pi) (beta ~ 1 undoes balancing,
 beta ~ 0 for naturally trained models). The *decision* is then the prevalence-adjusted rule
-argmax_k p_k / pi_k: the Bayes decision for balanced accuracy, the metric the field reports. So
+argmax_k p_k / pi_k^tau (tau = 1 is the Bayes decision for balanced accuracy, the metric the field
+reports, when p is perfectly calibrated; tau in [0, 1] is chosen on the validation split). So
 the probabilities shown are honest about how common each class is, and the predicted class does
 not default to the majority class.
 """
@@ -123,11 +124,30 @@ def calibrated_logits(logits: np.ndarray, cal: dict[str, Any] | None) -> np.ndar
 
 
 def decide(logits: np.ndarray, cal: dict[str, Any] | None) -> np.ndarray:
-    """Predicted class indices: argmax p_k / pi_k when the block has a prevalence, else argmax p_k."""
-    z = calibrated_logits(logits, cal)
+    """Predicted class indices: argmax p_k / pi_k^tau when the block has a prevalence, else argmax p_k."""
+    return decide_from_log_probs(calibrated_logits(logits, cal), cal)
+
+
+def decide_from_log_probs(log_probs: np.ndarray, cal: dict[str, Any] | None) -> np.ndarray:
+    """The decision rule on calibrated log-probabilities (tau = `decision_prior_weight`, default 1)."""
+    z = np.asarray(log_probs, dtype=np.float64)
     if (cal or {}).get("log_prior") is not None:
-        z = z - np.asarray(cal["log_prior"], dtype=np.float64)
+        tau = float(cal.get("decision_prior_weight", 1.0))
+        z = z - tau * np.asarray(cal["log_prior"], dtype=np.float64)
     return z.argmax(axis=1)
+
+
+def _balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    labels = np.asarray(labels).ravel()
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
+
+
+def fit_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> float:
+    """tau in [0, 1] (steps of 0.1) maximising balanced accuracy of argmax(log p - tau log pi) on these
+    (validation) cases; 1 is the Bayes rule for perfectly calibrated p, ties go to the largest tau."""
+    grid = np.round(np.linspace(1.0, 0.0, 11), 2)
+    scores = [_balanced_accuracy(labels, (log_probs - t * log_prior).argmax(1)) for t in grid]
+    return float(grid[int(np.argmax(scores))])
 
 
 def calibration_summary(
@@ -144,6 +164,8 @@ def calibration_summary(
     else:
         temperature, beta = fit_prior_calibration(fit_logits, fit_labels, log_prior)
         extra = {"prior_weight": beta, "log_prior": [float(v) for v in log_prior], "decision": "prevalence_adjusted"}
+        fitted = calibrated_logits(fit_logits, {"temperature": temperature, **extra})
+        extra["decision_prior_weight"] = fit_decision_weight(fitted, np.asarray(fit_labels), np.asarray(log_prior))
     before = softmax(eval_logits)
     after = softmax(calibrated_logits(eval_logits, {"temperature": temperature, **extra}))
     return {

@@ -51,10 +51,10 @@ class Entry:
         return z
 
     def decide(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Predicted class per row: argmax p_k / pi_k when the card has a prevalence, else argmax p_k."""
-        p = np.asarray(probs, dtype=np.float64)
-        log_prior = self.calibration.get("log_prior")
-        return (np.log(np.clip(p, 1e-12, None)) - (np.asarray(log_prior) if log_prior is not None else 0.0)).argmax(1)
+        """Predicted class per row: argmax p_k / pi_k^tau when the card has a prevalence, else argmax p_k."""
+        from skinui.calibration import decide_from_log_probs
+
+        return decide_from_log_probs(np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None)), self.calibration)
 
     @property
     def classes(self) -> list[str]:

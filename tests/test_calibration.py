@@ -49,3 +49,44 @@ def test_calibration_summary_block():
     assert set(s) >= {"temperature", "ece", "ece_calibrated", "bins", "bins_calibrated"}
     assert s["ece_calibrated"] < s["ece"]
     assert sum(b["count"] for b in s["bins"]) == 300
+
+
+def _balanced_world(n: int = 4000, seed: int = 0):
+    """Logits of a model trained on balanced classes (log-likelihoods), labels drawn with a skewed prior."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([0.7, 0.2, 0.07, 0.03])
+    labels = rng.choice(4, size=n, p=prior)
+    means = np.eye(4) * 2.0
+    x = means[labels] + rng.normal(size=(n, 4))
+    logits = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(-1)  # exact log p(x | y) up to a constant
+    return logits, labels, np.log(prior)
+
+
+def test_prior_calibration_undoes_balanced_training():
+    logits, labels, log_prior = _balanced_world()
+    t, beta = calibration.fit_prior_calibration(logits[:2000], labels[:2000], log_prior)
+    assert 0.8 < beta < 1.2 and 0.8 < t < 1.25  # the truth is T = 1, beta = 1
+    s = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:], log_prior=log_prior)
+    temperature_only = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:])
+    assert s["ece_calibrated"] < 0.03
+    assert s["ece_calibrated"] < temperature_only["ece_calibrated"]
+
+    def nll(z):  # T alone cannot undo a prior shift: the log-loss shows it plainly
+        p = calibration.softmax(z)
+        return -np.log(p[np.arange(len(p)), labels[2000:]]).mean()
+
+    t_only = calibration.fit_temperature(logits[:2000], labels[:2000])
+    assert nll(calibration.calibrated_logits(logits[2000:], s)) < nll(logits[2000:] / t_only) - 0.05
+    assert s["decision"] == "prevalence_adjusted" and 0.0 <= s["decision_prior_weight"] <= 1.0
+
+
+def test_prevalence_adjusted_decision_beats_argmax_on_balanced_accuracy():
+    logits, labels, log_prior = _balanced_world(seed=1)
+    s = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:], log_prior=log_prior)
+    cal_z = calibration.calibrated_logits(logits[2000:], s)
+    y = labels[2000:]
+    bacc = calibration._balanced_accuracy
+    assert bacc(y, calibration.decide(logits[2000:], s)) > bacc(y, cal_z.argmax(1)) + 0.05
+    # without a prevalence in the block the rule is plain argmax
+    plain = {"temperature": 2.0}
+    assert (calibration.decide(logits, plain) == logits.argmax(1)).all()

@@ -105,3 +105,26 @@ def test_real_pad_ufes20_metadata_entry_end_to_end(tmp_path):
     assert rep["n_cases"] == card["training"]["split"]["sizes"]["test"] > 50
     assert set(rep["per_class"]) == {"ACK", "BCC", "MEL", "NEV", "SCC", "SEK"}
     assert rep["macro"]["auc"] > 0.55  # two epochs on 21 clinical fields already rank better than chance
+
+
+def test_encode_cache_reuses_backbone_features_and_changes_nothing(trained, tmp_path):
+    from skinui.datasets import load_dataset
+    from skinui.zoo import load_entry
+    from training.evaluate import EncodeCache, subset_logits
+
+    ham, weights = trained
+    cases = load_dataset("ham10000", ham).cases[:6]
+    entry = load_entry("tiny_eval", weights)
+    plain = subset_logits(entry, cases, batch_size=4)
+    first = subset_logits(entry, cases, batch_size=4, cache=EncodeCache(tmp_path / "enc"))
+    assert len(list((tmp_path / "enc").glob("*.npz"))) == 1
+
+    calls = []
+    encoder = entry.model.image_encoders["dermoscopic"]
+    handle = encoder.register_forward_hook(lambda *a: calls.append(1))
+    second = subset_logits(entry, cases, batch_size=4, cache=EncodeCache(tmp_path / "enc"))  # a new process, same disk
+    handle.remove()
+    assert not calls  # every image came from the cache
+    for s in plain:
+        np.testing.assert_allclose(first[s], plain[s], atol=1e-5)
+        np.testing.assert_allclose(second[s], plain[s], atol=1e-5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from skinui.calibration import calibrated_logits, decide, ece, reliability_bins, softmax
-from skinui.cases import SHORT, Case
+from skinui.cases import SHORT, Case, ImageRef
 from skinui.metrics import classification_report, quick_scores, roc_curves
 from training.data import case_ids_sha256, load_cases, make_split, to_device
 
@@ -43,7 +44,7 @@ def subset_name(subset: Sequence[str]) -> str:
 
 @torch.no_grad()
 def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
-                  device: torch.device | None = None) -> dict[tuple[str, ...], np.ndarray]:
+                  device: torch.device | None = None, cache: EncodeCache | None = None) -> dict[tuple[str, ...], np.ndarray]:
     """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset.
 
     A case carrying none of the entry's inputs (e.g. no metadata at all, for a metadata-only
@@ -54,23 +55,91 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     if device is not None:
         model.to(device)
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
+    size = int(model.cfg.get("image_size", 224))
+    keys = {m: EncodeCache.key(model.image_encoders[m], size) for m in model.image_modalities} if cache else {}
     for start in range(0, len(cases), batch_size):
-        for subset, z in _chunk_logits(entry, list(cases[start : start + batch_size]), list(out)).items():
+        for subset, z in _chunk_logits(entry, list(cases[start : start + batch_size]), list(out), cache, keys).items():
             out[subset].append(z)
+    if cache is not None:
+        cache.save()
     return {s: np.concatenate(v) for s, v in out.items()}
 
 
-def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
+class EncodeCache:
+    """Image-encoder outputs per (encoder weights, image file), on disk under `runs/_cache/encode/`.
+
+    Every stage-2 entry of a dataset shares one frozen encoder, so exporting or evaluating the
+    dozen fusion entries would otherwise push the same validation and test images through the
+    same backbone a dozen times. Keys are the SHA-256 of the encoder's weights plus the image
+    size; rows are image file paths, so a changed encoder or image size never hits a stale row.
+    Only file-backed images are cached (uploads and in-memory arrays are always recomputed).
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = Path(folder) if folder else Path(os.environ.get("SKINUI_ENCODE_CACHE", "runs/_cache/encode"))
+        self.tables: dict[str, dict[str, np.ndarray]] = {}
+        self.dirty: set[str] = set()
+
+    @staticmethod
+    def key(encoder: torch.nn.Module, image_size: int) -> str:
+        from training.fastpath import state_sha256
+
+        return f"{state_sha256([encoder])[:24]}-{image_size}"
+
+    def table(self, key: str) -> dict[str, np.ndarray]:
+        if key not in self.tables:
+            path = self.folder / f"{key}.npz"
+            self.tables[key] = dict(np.load(path)) if path.is_file() else {}
+        return self.tables[key]
+
+    def save(self) -> None:
+        for key in self.dirty:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f"{key}.tmp.npz"
+            np.savez(tmp, **self.tables[key])
+            tmp.replace(self.folder / f"{key}.npz")
+        self.dirty.clear()
+
+
+def _image_path(case: Case, modality: str) -> str | None:
+    ref = getattr(case, modality, None)
+    return str(Path(ref.path).resolve()) if isinstance(ref, ImageRef) else None
+
+
+def _encode(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeCache | None,
+            keys: dict[str, str]) -> dict[str, torch.Tensor]:
+    """`model.encode(batch)`, reading and filling `cache` for file-backed images."""
+    if cache is None:
+        return model.encode(batch)
+    feats = model.encode({k: v for k, v in batch.items() if k not in model.image_modalities})
+    for m in model.image_modalities:
+        x = batch.get(m)
+        if x is None:
+            continue
+        table, paths = cache.table(keys[m]), [_image_path(c, m) for c in chunk]
+        if all(p is not None and p in table for p in paths):
+            feats[m] = torch.from_numpy(np.stack([table[p] for p in paths])).to(x.device)
+            continue
+        feats[m] = model.image_encoders[m](x)
+        for p, f in zip(paths, feats[m].float().cpu().numpy()):
+            if p is not None:
+                table[p] = f
+                cache.dirty.add(keys[m])
+    return feats
+
+
+def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
+                  cache: EncodeCache | None = None, keys: dict[str, str] | None = None) -> dict[tuple[str, ...], np.ndarray]:
     model = entry.model
     dev = next(model.parameters()).device
     try:
         batch = to_device(entry.batch(chunk), dev)
     except ValueError:  # some case has none of the inputs: score the cases one by one
         if len(chunk) > 1:
-            parts = [_chunk_logits(entry, [case], wanted) for case in chunk]
+            parts = [_chunk_logits(entry, [case], wanted, cache, keys) for case in chunk]
             return {s: np.concatenate([p[s] for p in parts]) for s in wanted}
         return {s: _all_missing_logits(model, s[0], 1, dev).float().cpu().numpy() for s in wanted}
-    feats = model.encode(batch)
+    feats = _encode(model, batch, chunk, cache, keys or {})
     mask = batch.get("mask") or {}
     out = {}
     for subset in wanted:

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from skinui.calibration import calibration_summary
 from skinui.zoo import load_entry, save_entry
 from training.data import Prepared
-from training.evaluate import report, subset_logits
+from training.evaluate import EncodeCache, report, subset_logits
 
 SUMMARY_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "n_cases")
 
@@ -99,12 +99,13 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     entry = load_entry(cfg["name"], weights_dir)
 
     val = [prep.cases[i] for i in prep.split["val"]]
-    val_logits = subset_logits(entry, val)[tuple(entry.model.modalities)]
+    cache = EncodeCache(Path(run_dir).parent / "_cache" / "encode")  # shared by every entry on the same encoder
+    val_logits = subset_logits(entry, val, cache=cache)[tuple(entry.model.modalities)]
     val_labels = prep.labels[prep.split["val"]]
     test_idx = prep.split["test"] or prep.split["val"]  # an official split without test: report on val
     test = [prep.cases[i] for i in test_idx]
     test_labels = prep.labels[test_idx]
-    test_logits = subset_logits(entry, test)
+    test_logits = subset_logits(entry, test, cache=cache)
     counts = np.bincount(prep.labels[prep.split["train"]], minlength=len(prep.classes)).astype(np.float64)
     log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # training prevalence (add-one: no empty class)
     cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels,
@@ -118,7 +119,9 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
         "per_class": rep["per_class"],
         "modality_ablation": rep["modality_ablation"],
     }
-    if specs:  # what storing the shared encoder in fp16 costs, measured
+    # What storing the shared encoder in fp16 costs, measured where this run trained it (a stage-2
+    # run loaded the encoder from that fp16 file, so there is nothing to compare).
+    if specs and cfg["train"]["mode"] != "features":
         full = model.eval()
         with_fp32 = subset_logits(_with_model(entry, full), val)[tuple(entry.model.modalities)]
         card["training"]["shared_fp16_max_prob_diff"] = float(np.abs(_softmax(with_fp32) - _softmax(val_logits)).max())

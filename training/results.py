@@ -8,9 +8,7 @@ balanced-accuracy gap to that entry (e.g. the image-only baseline), losers inclu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from skinui.zoo import list_entries

@@ -233,3 +233,14 @@ def test_concept_score_entries_are_not_fed_photos(tmp_path):
     assert "concept scores" in status and session.explanation.cams == {}
     _, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), [to_form(s, None) for s in ctx.form.fields])
     assert "none of the entry's inputs" in status
+
+
+def test_alpha_by_class_figure_stacks_branch_weights():
+    from skinui.ui.figures import alpha_by_class_figure
+
+    card = {"alpha_by_class": {"MEL": {"image": 0.1, "joint": 0.8, "metadata": 0.1, "n": 5},
+                               "BCC": {"image": 0.5, "joint": 0.3, "metadata": 0.2, "n": 9}}}
+    fig = alpha_by_class_figure(card)
+    assert [t.name.split(" ")[0] for t in fig.data] == ["image", "joint", "metadata"]
+    assert list(fig.data[0].y) == [0.1, 0.5] and fig.layout.barmode == "stack"
+    assert alpha_by_class_figure({"name": "no alpha"}) is None

@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from skinui.ui import texts
+from skinui.ui.figures import alpha_by_class_figure
 from skinui.ui.service import EntryCache, card_fusion, card_structure, headline_metrics
 from skinui.ui.session import AppContext
 
@@ -42,6 +43,8 @@ def card_markdown(card: dict[str, Any] | None) -> str:
         f"- **Test metrics**: {headline_metrics(card)}",
         f"- **Calibration**: T = {calibration.get('temperature', 1.0):.2f}, ECE {calibration.get('ece', float('nan')):.3f}"
         f" → {calibration.get('ece_calibrated', float('nan')):.3f}" if calibration else "- **Calibration**: none",
+        "- **Decision rule**: prevalence-adjusted (the class most probable relative to how common it is)"
+        if calibration.get("decision") == "prevalence_adjusted" else "",
         f"- **Trained**: split `{training.get('split', '?')}`, seed {training.get('seed', '?')}, "
         f"on {training.get('device', '?')}; command `{training.get('command', '?')}`",
         f"- **Licence**: {card.get('licence', 'not recorded')}",
@@ -61,15 +64,20 @@ def build(ctx: AppContext) -> None:
         gr.Markdown("### Model cards")
         pick = gr.Dropdown(cache.names(), value=ctx.default, label="Entry", elem_id="about-entry")
         card_md = gr.Markdown(card_markdown(cache.card(ctx.default) if ctx.default else None), elem_id="about-card")
+        first_alpha = alpha_by_class_figure(cache.card(ctx.default) if ctx.default else None)
+        alpha_plot = gr.Plot(first_alpha, label="Which modality each class leans on (JI-ADF α per class)",
+                             visible=first_alpha is not None, elem_id="about-alpha")
         with gr.Accordion("Full model card (JSON)", open=False):
             raw = gr.Code(json.dumps(_public(cache.card(ctx.default)) if ctx.default else {}, indent=2),
                           language="json")
 
-    def show(name: str | None) -> tuple[str, str]:
+    def show(name: str | None) -> tuple[str, Any, str]:
         card = cache.card(name) if name else None
-        return card_markdown(card), json.dumps(_public(card) if card else {}, indent=2)
+        fig = alpha_by_class_figure(card)
+        return (card_markdown(card), gr.Plot(fig, visible=fig is not None),
+                json.dumps(_public(card) if card else {}, indent=2))
 
-    pick.change(show, [pick], [card_md, raw], api_visibility="private")
+    pick.change(show, [pick], [card_md, alpha_plot, raw], api_visibility="private")
 
 
 def _public(card: dict[str, Any]) -> dict[str, Any]:

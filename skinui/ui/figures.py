@@ -94,3 +94,20 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]], target: str) -> go.Figure
     fig.update_layout(title=f"P({target}) with each subset of inputs", xaxis_title="inputs given", **_LAYOUT)
     fig.update_yaxes(range=[0, 1.05])
     return fig
+
+
+def alpha_by_class_figure(card: Mapping[str, Any] | None) -> go.Figure | None:
+    """JI-ADF's mean branch weights alpha per true class (test split): which classes lean on which modality."""
+    table = (card or {}).get("alpha_by_class")
+    if not table:
+        return None
+    classes = list(table)
+    fig = go.Figure()
+    for branch in ("image", "joint", "metadata"):
+        fig.add_trace(go.Bar(x=classes, y=[float(table[c].get(branch, 0.0)) for c in classes],
+                             name=BRANCH_LABELS[branch], customdata=[table[c].get("n") for c in classes],
+                             hovertemplate="%{x}: %{y:.2f} (n=%{customdata})<extra>" + branch + "</extra>"))
+    fig.update_layout(title="Mean branch weight α per true class (test split)", barmode="stack",
+                      **{**_LAYOUT, "height": 360})
+    fig.update_yaxes(range=[0, 1.0], title="α")
+    return fig

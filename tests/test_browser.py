@@ -114,9 +114,10 @@ def test_user_journey(server, case_files):
         expect(page.locator("#analyse")).to_be_visible()
 
         # Case: both images, metadata, Analyse
-        for m in ("dermoscopic", "clinical"):
+        for m, label in (("dermoscopic", "Dermoscopic image"), ("clinical", "Clinical close-up")):
             page.locator(f"#input-{m} input[type=file]").set_input_files(str(case_files / f"{m}.png"))
-            expect(page.locator("#status")).to_contain_text("loaded")
+            # wait for *this* upload's handler: the status of the previous one also says "loaded"
+            expect(page.locator("#status")).to_contain_text(f"{label} loaded")
         page.locator("[id^=field-][id$=-age]").get_by_role("textbox").fill("67")
         page.locator("[id^=field-][id$=-diameter_mm]").get_by_role("textbox").fill("250")
         shot(page, "case")

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from skinui.metrics import balanced_accuracy
+
 N_BINS = 15
 
 
@@ -114,12 +116,19 @@ def fit_prior_calibration(
     return t, float(params[1].detach().clamp(-2.0, 2.0))
 
 
-def calibrated_logits(logits: np.ndarray, cal: dict[str, Any] | None) -> np.ndarray:
-    """Calibrated log-probabilities (up to a constant): logits / T + beta * log pi, per a card's block."""
+def calibrated_logits(logits: np.ndarray | torch.Tensor, cal: dict[str, Any] | None) -> np.ndarray | torch.Tensor:
+    """Calibrated log-probabilities (up to a constant): logits / T + beta * log pi, per a card's block.
+
+    A torch tensor stays a tensor (gradients flow, for attributions); anything else becomes float64 numpy.
+    """
     cal = cal or {}
-    z = np.asarray(logits, dtype=np.float64) / float(cal.get("temperature") or 1.0)
+    if isinstance(logits, torch.Tensor):
+        z, as_array = logits.float(), lambda v: torch.tensor(v, dtype=torch.float32, device=logits.device)
+    else:
+        z, as_array = np.asarray(logits, dtype=np.float64), lambda v: np.asarray(v, dtype=np.float64)
+    z = z / float(cal.get("temperature") or 1.0)
     if cal.get("log_prior") is not None:
-        z = z + float(cal.get("prior_weight") or 0.0) * np.asarray(cal["log_prior"], dtype=np.float64)
+        z = z + float(cal.get("prior_weight") or 0.0) * as_array(cal["log_prior"])
     return z
 
 
@@ -137,16 +146,11 @@ def decide_from_log_probs(log_probs: np.ndarray, cal: dict[str, Any] | None) -> 
     return z.argmax(axis=1)
 
 
-def _balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
-    labels = np.asarray(labels).ravel()
-    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
-
-
 def fit_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> float:
     """tau in [0, 1] (steps of 0.1) maximising balanced accuracy of argmax(log p - tau log pi) on these
     (validation) cases; 1 is the Bayes rule for perfectly calibrated p, ties go to the largest tau."""
     grid = np.round(np.linspace(1.0, 0.0, 11), 2)
-    scores = [_balanced_accuracy(labels, (log_probs - t * log_prior).argmax(1)) for t in grid]
+    scores = [balanced_accuracy(labels, (log_probs - t * log_prior).argmax(1)) for t in grid]
     return float(grid[int(np.argmax(scores))])
 
 

@@ -44,11 +44,9 @@ class Entry:
 
     def calibrated_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated log-probabilities up to a constant (see skinui.calibration)."""
-        cal = self.calibration
-        z = logits.float() / float(cal["temperature"] or 1.0)
-        if cal.get("log_prior") is not None:
-            z = z + float(cal.get("prior_weight") or 0.0) * torch.tensor(cal["log_prior"], dtype=z.dtype)
-        return z
+        from skinui.calibration import calibrated_logits
+
+        return calibrated_logits(logits, self.calibration)
 
     def decide(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
         """Predicted class per row: argmax p_k / pi_k^tau when the card has a prevalence, else argmax p_k."""

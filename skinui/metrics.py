@@ -115,21 +115,26 @@ def classification_report(
     }
 
 
+def balanced_accuracy(labels: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray) -> float | None:
+    """Mean recall over the classes present in `labels` (None when there are no labels)."""
+    labels, predicted = np.asarray(labels).ravel(), np.asarray(predicted).ravel()
+    recalls = [(predicted[labels == c] == c).mean() for c in np.unique(labels)]
+    return float(np.mean(recalls)) if recalls else None
+
+
 def quick_scores(labels: Sequence[int] | np.ndarray, probs: np.ndarray, num_classes: int,
                  predicted: np.ndarray | None = None) -> dict[str, float | None]:
     """The model-selection numbers only (balanced accuracy, macro F1, macro AUC): cheap, for every epoch."""
     labels = np.asarray(labels, dtype=np.int64).ravel()
     probs = np.asarray(probs, dtype=np.float64)
     predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64).ravel()
-    present = np.unique(labels)
-    recalls = [(predicted[labels == c] == c).mean() for c in present]
     aucs = [
         sklearn.metrics.roc_auc_score(labels == c, probs[:, c])
         for c in range(num_classes)
         if 0 < (labels == c).sum() < labels.size
     ]
     return {
-        "balanced_accuracy": float(np.mean(recalls)) if len(recalls) else None,
+        "balanced_accuracy": balanced_accuracy(labels, predicted),
         "macro_f1": float(sklearn.metrics.f1_score(labels, predicted, average="macro", zero_division=0)),
         "macro_auc": float(np.mean(aucs)) if aucs else None,
         "accuracy": float((predicted == labels).mean()) if labels.size else None,

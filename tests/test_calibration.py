@@ -85,7 +85,7 @@ def test_prevalence_adjusted_decision_beats_argmax_on_balanced_accuracy():
     s = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:], log_prior=log_prior)
     cal_z = calibration.calibrated_logits(logits[2000:], s)
     y = labels[2000:]
-    bacc = calibration._balanced_accuracy
+    from skinui.metrics import balanced_accuracy as bacc
     assert bacc(y, calibration.decide(logits[2000:], s)) > bacc(y, cal_z.argmax(1)) + 0.05
     # without a prevalence in the block the rule is plain argmax
     plain = {"temperature": 2.0}

@@ -94,6 +94,9 @@ def test_analysis_warns_about_typed_in_values(app, analysed):
 def test_analysis_without_inputs_says_what_to_do(app):
     session, status = case_tab.analyse_session(app, "dm_late", Session(), {}, form_values(app))
     assert session.explanation is None and "Add an image or some metadata" in status
+    # it names what this entry reads: no clinical close-up, which dm_late cannot use
+    assert "a dermoscopic image or the patient metadata of the synthderm form" in status
+    assert "clinical" not in status
     _, status = case_tab.analyse_session(app, None, Session(), {}, [])
     assert "No model entry" in status
 
@@ -232,7 +235,7 @@ def test_concept_score_entries_are_not_fed_photos(tmp_path):
     session, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), values)
     assert "concept scores" in status and session.explanation.cams == {}
     _, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), [to_form(s, None) for s in ctx.form.fields])
-    assert "none of the entry's inputs" in status
+    assert "concepts reads the patient metadata of the milk10k form, and this case has none" in status
 
 
 def test_alpha_by_class_figure_stacks_branch_weights():
@@ -244,3 +247,25 @@ def test_alpha_by_class_figure_stacks_branch_weights():
     assert [t.name.split(" ")[0] for t in fig.data] == ["image", "joint", "metadata"]
     assert list(fig.data[0].y) == [0.1, 0.5] and fig.layout.barmode == "stack"
     assert alpha_by_class_figure({"name": "no alpha"}) is None
+
+
+def test_switching_dataset_carries_the_same_facts_over(tmp_path):
+    """Age, sex and site typed for SynthDerm fill HAM10000's still-unknown fields; nothing else does."""
+    make_demo_entry(tmp_path, "syn", image_size=SIZE, modalities=("dermoscopic", "metadata"), structure="late")
+    make_demo_entry(tmp_path, "ham", image_size=SIZE, dataset="ham10000", modalities=("dermoscopic", "metadata"),
+                    structure="late")
+    form = MetadataForm(EntryCache(tmp_path).cards)
+    values = [to_form(s, None) for s in form.fields]
+    index = {(s.dataset, s.name): i for i, s in enumerate(form.fields)}
+    values[index["synthderm", "age"]] = "67"
+    values[index["synthderm", "sex"]] = "male"
+    values[index["synthderm", "site"]] = "upper_extremity"
+    values[index["synthderm", "diameter_mm"]] = "8"
+    out = form.carry_over("syn", "ham", values)
+    assert out[index["ham10000", "age"]] == "67"
+    assert out[index["ham10000", "sex"]] == "male"
+    assert out[index["ham10000", "localization"]] == "upper extremity"  # HAM spells it with a space
+    assert all(isinstance(out[i], dict) for (ds, _), i in index.items() if ds == "synthderm")  # untouched
+    values[index["ham10000", "age"]] = "40"  # already typed there: kept
+    assert isinstance(form.carry_over("syn", "ham", values)[index["ham10000", "age"]], dict)
+    assert all(isinstance(v, dict) for v in form.carry_over("syn", "syn", values))  # same dataset: nothing

@@ -43,6 +43,8 @@ def server(tmp_path_factory):
         weights = tmp_path_factory.mktemp("weights")
         make_demo_entry(weights, "demo_jiadf", image_size=96)
         make_demo_entry(weights, "demo_jf_concat", image_size=96, structure="jf", fusion="concat", seed=1)
+        make_demo_entry(weights, "demo_ham", image_size=96, dataset="ham10000", structure="late",
+                        modalities=("dermoscopic", "metadata"), seed=2)
     port = free_port()
     env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = tmp_path_factory.mktemp("log") / "app.log"
@@ -164,13 +166,13 @@ def test_user_journey(server, case_files):
         expect(page.locator("#about-statement")).to_contain_text("not a medical device")
         assert page.get_by_text("not a medical device").count() == 1  # said once, where it is read
 
-        # switch the entry: the analysis re-runs with it
+        # switch to an entry of another dataset: the age typed above carries over, the analysis re-runs
         open_tab(page, "Case")
         page.locator("#entry-picker input").click()
-        other = page.get_by_role("option").filter(has_not_text=f"{entry} (")
-        other.first.click()
+        page.get_by_role("option").filter(has_text="ham10000 ·").first.click()
         expect(page.locator("#status")).not_to_contain_text(f"({entry})")
         expect(page.locator("#status")).to_contain_text("confidence")
+        expect(page.locator("#field-ham10000-age").get_by_role("textbox")).to_have_value("67")
 
         # a broken file gets a sentence and the server keeps serving
         page.locator("#input-dermoscopic input[type=file]").set_input_files(str(case_files / "broken.jpg"))

@@ -25,6 +25,8 @@ from skinui.ui.service import (
 from skinui.ui.session import AppContext, Session, UploadImage, shrink
 
 IMAGE_LABELS = {"dermoscopic": "Dermoscopic image", "clinical": "Clinical close-up"}
+INPUT_NAMES = {"dermoscopic": "a dermoscopic image", "clinical": "a clinical close-up",
+               "metadata": "the patient metadata of the {dataset} form"}
 
 
 def entries_markdown(cache: EntryCache) -> str:
@@ -91,8 +93,12 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, images:
     raw = ctx.form.raw_values(name, form_values)
     session = session.with_(metadata=raw)
     card = ctx.cache.card(name)
-    if not any(m in session.inputs().present() for m in usable_modalities(card)):
-        return session, "Add an image or some metadata first: this case has none of the entry's inputs."
+    usable = usable_modalities(card)
+    if not any(m in session.inputs().present() for m in usable):
+        wanted = [INPUT_NAMES[m].format(dataset=card.get("dataset")) for m in usable]
+        what = " or ".join(wanted) if wanted else "nothing an upload or the form can give (see its model card)"
+        return session, (f"Add an image or some metadata first: {name} reads {what}, and this case has none "
+                         f"of that yet. Then press Analyse.")
     with ctx.cache.use(name) as entry:
         explanation = explain_case(entry, build_case(entry, session.inputs()))
     warnings = ignored_notes(card, session.inputs().present()) + explanation.warnings
@@ -125,6 +131,7 @@ def build(ctx: AppContext) -> None:
         ctx.form.render(ctx.default)
         c["analyse"] = gr.Button("Analyse", variant="primary", elem_id="analyse")
         c["images"] = {m: gr.State(None) for m in IMAGE_MODALITIES}  # per session, one per modality
+        c["entry_before"] = gr.State(ctx.default)  # the entry the form was last shown for
         c["status"] = gr.Markdown(elem_id="status")
         with gr.Accordion("Installed model entries", open=not ctx.cache.cards):
             gr.Markdown(entries_markdown(ctx.cache), elem_id="entries-table")
@@ -146,9 +153,15 @@ def wire(ctx: AppContext, session_state: gr.State) -> None:
             info, [c["entry"], *states], info_outputs, api_visibility="private")
 
     form_groups = list(ctx.form.groups.values())
-    c["entry"].change(lambda name, *images: [*info(name, *images), *ctx.form.visibility(name)],
-                      [c["entry"], *states], info_outputs + form_groups + ctx.form.components,
-                      api_visibility="private")
+    n_images = len(IMAGE_MODALITIES)
+
+    def on_entry(name: str | None, before: str | None, *values: Any) -> list[Any]:
+        """Show the entry's form (what the user typed for another dataset carries over) and its notes."""
+        shown = ctx.form.visibility(name)
+        carried = ctx.form.carry_over(before, name, values[n_images:])
+        fields = [f if isinstance(v, dict) else {**f, "value": v}  # a dict is "leave the value"
+                  for f, v in zip(shown[len(form_groups):], carried)]
+        return [*info(name, *values[:n_images]), *shown[:len(form_groups)], *fields, name]
 
     outputs = [session_state, c["status"], *ctx.view_outputs]
 
@@ -162,13 +175,18 @@ def wire(ctx: AppContext, session_state: gr.State) -> None:
 
     inputs = [c["entry"], session_state, *states, *ctx.form.components]
     c["analyse"].click(analyse, inputs, outputs, api_visibility="private")
-    # Switching the entry re-runs an analysis the user already asked for, so every tab stays consistent.
-    c["entry"].change(lambda name, s, *v: analyse(name, s, *v) if s.explanation is not None else
-                      [gr.skip()] * len(outputs), inputs, outputs, api_visibility="private")
+    # Switching the entry re-runs an analysis the user already asked for (after the form carried
+    # over), so every tab stays consistent.
+    c["entry"].change(on_entry, [c["entry"], c["entry_before"], *states, *ctx.form.components],
+                      info_outputs + form_groups + ctx.form.components + [c["entry_before"]],
+                      api_visibility="private").then(
+        lambda name, s, *v: analyse(name, s, *v) if s.explanation is not None else [gr.skip()] * len(outputs),
+        inputs, outputs, api_visibility="private")
 
     for i, button in enumerate(c.get("examples", [])):
         button.click(lambda i=i: example_outputs(ctx, i), None,
-                     [c["dermoscopic"], c["clinical"], *states, c["entry"], c["status"], *ctx.form.components],
+                     [c["dermoscopic"], c["clinical"], *states, c["entry"], c["entry_before"], c["status"],
+                      *ctx.form.components],
                      api_visibility="private").then(info, [c["entry"], *states], info_outputs, api_visibility="private")
 
 
@@ -177,7 +195,9 @@ def example_outputs(ctx: AppContext, index: int) -> list[Any]:
     ex = load_example(index)
     images = [ex.images.get(m) for m in IMAGE_MODALITIES]
     synth = [card["name"] for card in ctx.cache.cards if card.get("dataset") == ex.dataset]
-    entry = gr.update(value=ctx.default if ctx.default in synth else synth[0]) if synth else gr.update()
+    chosen = (ctx.default if ctx.default in synth else synth[0]) if synth else None
+    # entry_before = the example's entry, so the switch does not carry other datasets' values into it
+    entry, before = (gr.update(value=chosen), chosen) if chosen else (gr.update(), gr.skip())
     note = (f"Loaded {ex.title}: a synthetic {ex.label} case." if synth else
             f"Loaded {ex.title}; no {ex.dataset} entry is installed, so its metadata cannot be used by the current model.")
-    return [*images, *images, entry, note, *ctx.form.fill(ex.dataset, ex.metadata)]
+    return [*images, *images, entry, before, note, *ctx.form.fill(ex.dataset, ex.metadata)]

@@ -14,6 +14,17 @@ import gradio as gr
 
 UNKNOWN = "unknown"
 BOOL_CHOICES = [UNKNOWN, "yes", "no"]
+# Datasets name the same patient facts differently; these carry over when the user switches dataset.
+CONCEPTS = {"age_approx": "age", "gender": "sex", "localization": "site", "region": "site",
+            "anatom_site_general": "site", "fitspatrick": "fitzpatrick"}
+
+
+def concept(name: str) -> str:
+    return CONCEPTS.get(name, name)
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().lower().replace("_", " ").replace("-", " ")
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,35 @@ class MetadataForm:
         used = set(encoder_fields(card))
         return {s.name: to_raw(s, v) for s, v in zip(self.fields, values)
                 if s.dataset == card.get("dataset") and s.name in used}
+
+    def carry_over(self, old: str | None, new: str | None, values: tuple[Any, ...] | list[Any]) -> list[Any]:
+        """Component values after switching from entry `old` to entry `new` of another dataset.
+
+        What the user typed for the old dataset fills the new dataset's still-unknown fields that
+        record the same fact (age, sex, site, ...) where the value is allowed there (matched
+        ignoring case, spaces and underscores); everything else is left as it is.
+        """
+        old_ds = (self.cards.get(old or "") or {}).get("dataset")
+        new_ds = (self.cards.get(new or "") or {}).get("dataset")
+        keep = [gr.update() for _ in self.fields]
+        if not old_ds or not new_ds or old_ds == new_ds:
+            return keep
+        typed = {concept(s.name): (s, v) for s, v in zip(self.fields, values)
+                 if s.dataset == old_ds and to_raw(s, v) is not None}
+        out = keep
+        for i, (spec, current) in enumerate(zip(self.fields, values)):
+            if spec.dataset != new_ds or to_raw(spec, current) is not None or concept(spec.name) not in typed:
+                continue
+            src, value = typed[concept(spec.name)]
+            if spec.kind == "numeric" and src.kind == "numeric":
+                out[i] = str(value).strip()
+            elif spec.kind == "boolean" and src.kind == "boolean":
+                out[i] = value
+            elif spec.kind == "categorical":
+                match = [level for level in spec.levels if _norm(level) == _norm(value)]
+                if match:
+                    out[i] = match[0]
+        return out
 
     def fill(self, dataset: str, metadata: dict[str, Any]) -> list[Any]:
         """Component values for an example case of `dataset` (other datasets' fields untouched)."""

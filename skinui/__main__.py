@@ -1,4 +1,4 @@
-"""`python -m skinui zoo` (list entries as JSON) and `python -m skinui predict` (batch CSV predictions)."""
+"""`python -m skinui zoo` (list entries as JSON), `predict` (batch CSV predictions), `compact` (fp16 storage)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,20 @@ def _zoo(args: argparse.Namespace) -> int:
     from skinui.zoo import list_entries, summary
 
     print(json.dumps([summary(c) for c in list_entries(args.weights_dir)], indent=2))
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from skinui.zoo import ZooError, compact_entry, list_entries
+
+    names = args.names or [c["name"] for c in list_entries(args.weights_dir) if c.get("dtype") != "float16"]
+    for name in names:
+        try:
+            before, after = compact_entry(name, args.weights_dir)
+        except ZooError as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            return 1
+        print(f"{name}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB", file=sys.stderr)
     return 0
 
 
@@ -90,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     z = sub.add_parser("zoo", help="print the zoo's entries as JSON")
     z.add_argument("--weights-dir", default=None, help="weights folder (default: $SKINUI_WEIGHTS or <repo>/weights)")
+    c = sub.add_parser("compact", help="store entries' own weights in fp16 (halves weights/)")
+    c.add_argument("names", nargs="*", help="entries (default: every entry stored in fp32)")
+    c.add_argument("--weights-dir", default=None)
     p = sub.add_parser("predict", help="predict every row of a CSV of cases")
     p.add_argument("--entry", required=True, help="zoo entry name (see python -m skinui zoo)")
     p.add_argument("--csv", required=True, help="CSV: case_id, dermoscopic, clinical (image paths, optional), "
@@ -97,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output CSV of probabilities and predictions")
     p.add_argument("--weights-dir", default=None)
     args = parser.parse_args(argv)
-    return {"zoo": _zoo, "predict": _predict}[args.command](args)
+    return {"zoo": _zoo, "predict": _predict, "compact": _compact}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Loading never unpickles: tensors come from safetensors, the card is JSON, and every weight file's
 SHA-256 must match the card before a byte of it is used. Entries that share a backbone (e.g. every
 fusion method trained on one fine-tuned encoder) point at `weights/shared/<name>.safetensors`
-through the card's `shared: [{"file", "sha256", "prefix", "dtype"}]`; shared files may be stored
-in fp16 and are cast back to fp32 at load time.
+through the card's `shared: [{"file", "sha256", "prefix", "dtype"}]`. Shared files and the entry's
+own file (card `"dtype": "float16"`) may be stored in fp16 and are cast back to fp32 at load time:
+inference runs in fp32 either way; fp16 storage halves the download.
 """
 from __future__ import annotations
 
@@ -95,13 +96,13 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
         known = ", ".join(c["name"] for c in list_entries(folder)) or "none"
         raise ZooError(f"There is no zoo entry named {name!r} in {folder}; available entries: {known}.")
     card = _read_card(card_path)
-    state = load_safetensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file"))
+    state = _fp32(load_safetensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file")))
     for part in card.get("shared") or []:
         rel = Path(part["file"])
         if rel.is_absolute() or ".." in rel.parts:
             raise ZooError(f"The model card {card_path.name} points outside the weights folder ({rel}); refused.")
         shared = load_safetensors(_verified_bytes(folder / rel, part["sha256"], "shared weight file"))
-        state.update({part["prefix"] + k: v.float() if v.dtype == torch.float16 else v for k, v in shared.items()})
+        state.update({part["prefix"] + k: v for k, v in _fp32(shared).items()})
     cfg = copy.deepcopy(card["model"])
     # The checkpoint carries every weight: build bare (fast, offline), then load.
     cfg["image_encoder"] = {**cfg.get("image_encoder", {}), "pretrained": False, "weights": None}
@@ -123,6 +124,14 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
     return Entry(name, card, model, encoder, _schema(card["dataset"]), temperature)
 
 
+def _fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _schema(dataset: str) -> Any:
     try:
         from skinui.datasets import schema_for
@@ -133,8 +142,10 @@ def _schema(dataset: str) -> Any:
 
 
 def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | Path | None = None,
-               shared: list[dict[str, Any]] | None = None) -> Path:
+               shared: list[dict[str, Any]] | None = None, fp16: bool = False) -> Path:
     """Write `<name>.safetensors` and `<name>.json`; returns the card path.
+
+    `fp16`: store the entry's own floating-point tensors in half precision (card `dtype`).
 
     `shared`: `[{"name": str, "prefix": str, "fp16": bool}]`; every tensor under `prefix` goes to
     `weights/shared/<name>.safetensors` instead. An existing shared file is reused when its
@@ -156,7 +167,7 @@ def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | 
         if not part:
             raise ZooError(f"No model tensor starts with the shared prefix {prefix!r}.")
         if spec.get("fp16"):
-            part = {k: v.half() if v.is_floating_point() else v for k, v in part.items()}
+            part = _half(part)
         data = save_safetensors(part, metadata={"format": "pt"})
         rel = Path("shared") / f"{spec['name']}.safetensors"
         target = folder / rel
@@ -166,12 +177,33 @@ def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | 
         _atomic_write(target, data)
         card["shared"].append({"file": rel.as_posix(), "sha256": sha256_bytes(data), "prefix": prefix,
                                "dtype": "float16" if spec.get("fp16") else "float32"})
-    data = save_safetensors(state, metadata={"format": "pt"})
+    data = save_safetensors(_half(state) if fp16 else state, metadata={"format": "pt"})
+    card["dtype"] = "float16" if fp16 else "float32"
     card["sha256"] = sha256_bytes(data)
     _atomic_write(folder / f"{card['name']}.safetensors", data)
     card_path = folder / f"{card['name']}.json"
     _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card_path
+
+
+def shared_specs_of(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `shared=` argument of `save_entry` that writes `card`'s shared files unchanged."""
+    return [{"name": Path(p["file"]).stem, "prefix": p["prefix"], "fp16": p.get("dtype") == "float16"}
+            for p in card.get("shared") or []]
+
+
+def compact_entry(name: str, weights_dir: str | Path | None = None) -> tuple[int, int]:
+    """Re-store an entry's own tensors in fp16 (shared files untouched); returns (bytes before, after).
+
+    fp16 keeps 11 significant bits: the entry's predictions move by rounding only (the test
+    reports in docs/reports/ are measured on the stored fp16 weights).
+    """
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    before = (folder / f"{name}.safetensors").stat().st_size
+    entry = load_entry(name, folder)
+    card = _read_card(folder / f"{name}.json")
+    save_entry(entry.model, card, folder, shared=shared_specs_of(card), fp16=True)
+    return before, (folder / f"{name}.safetensors").stat().st_size
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

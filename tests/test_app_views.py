@@ -159,6 +159,7 @@ def test_calibration_view(app, analysed):
     session, _ = analysed
     text, fig = calibration_tab.render(app, session)
     assert "T = " in text and "before" in text and "This case's confidence" in text
+    assert "200 test cases even perfectly calibrated" in text  # the sampling-noise floor of the ECE
     shapes = [s for s in fig.layout.shapes if s.type == "line"]
     assert shapes and shapes[0].x0 == pytest.approx(session.explanation.confidence)
     assert "no calibration data" in calibration_tab.summary(None, 0.5)

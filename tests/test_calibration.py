@@ -90,3 +90,17 @@ def test_prevalence_adjusted_decision_beats_argmax_on_balanced_accuracy():
     # without a prevalence in the block the rule is plain argmax
     plain = {"temperature": 2.0}
     assert (calibration.decide(logits, plain) == logits.argmax(1)).all()
+
+
+def test_ece_floor_is_what_perfect_calibration_measures_on_few_cases():
+    from skinui.calibration import ece, ece_floor
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(6, 0.5), size=70)
+    floor = ece_floor(probs)
+    # labels drawn from the probabilities: calibrated by construction, yet ECE is far from 0 on 70 cases
+    seen = [ece(probs, (rng.random((70, 1)) > probs.cumsum(1)).sum(1).clip(max=5)) for _ in range(300)]
+    assert abs(np.mean(seen) - floor) < 0.01 and floor > 0.07
+    assert ece_floor(rng.dirichlet(np.full(6, 0.5), size=5000)) < floor / 3  # shrinks with more cases
+    overconfident = np.eye(6)[rng.integers(0, 6, 70)] * 0.9 + 0.1 / 6  # 92% confident, right 1 time in 6
+    assert ece(overconfident, rng.integers(0, 6, 70)) > ece_floor(overconfident) + 0.5

@@ -128,3 +128,29 @@ def test_encode_cache_reuses_backbone_features_and_changes_nothing(trained, tmp_
     for s in plain:
         np.testing.assert_allclose(first[s], plain[s], atol=1e-5)
         np.testing.assert_allclose(second[s], plain[s], atol=1e-5)
+
+
+def test_reports_for_every_entry_update_cards_and_list_what_was_skipped(trained, tmp_path):
+    from training.reports import main as reports_main
+
+    ham, weights = trained
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    card_path = folder / "tiny_eval.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["balanced_accuracy"] = 0.999  # stale number: --update-cards must replace it
+    card_path.write_text(json.dumps(card))
+    (folder / "other.json").write_text(json.dumps({**card, "name": "other", "dataset": "pad-ufes-20"}))
+    out = tmp_path / "reports"
+    assert reports_main(["--weights-dir", str(folder), "--data", f"ham10000={ham}", "--out", str(out),
+                         "--device", "cpu", "--update-cards"]) == 0
+    rep = json.loads((out / "tiny_eval" / "report.json").read_text())
+    assert 0 < rep["ece_floor"] < 1
+    updated = json.loads(card_path.read_text())
+    assert updated["metrics"]["balanced_accuracy"] == pytest.approx(rep["balanced_accuracy"]) != 0.999
+    assert updated["calibration"]["ece_floor"] == rep["ece_floor"]
+    html = (out / "tiny_eval" / "report.html").read_text()
+    assert '<script src="../plotly.min.js">' in html and "cdn.plot.ly" not in html  # offline, one shared copy
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    index = (out / "README.md").read_text()
+    assert "| tiny_eval | ham10000 |" in index and "other (no --data pad-ufes-20=DIR)" in index

@@ -112,6 +112,25 @@ def test_unimodal_baselines_and_structures_that_need_two_modalities():
         build_model(_cfg(["metadata"], "jf"))
 
 
+def test_late_fusion_decides_per_side_and_differs_from_joint_concat():
+    """Late = a classifier per side whose logits are combined; JF + concat = one classifier on [f_I ; f_M]."""
+    late = build_model(_cfg(BIMODAL, "late")).eval()
+    jf = build_model({**_cfg(BIMODAL, "jf"), "fusion": {"name": "concat"}}).eval()
+    assert {n.split(".")[1] for n, _ in late.structure.named_parameters(prefix="s")} == {"image_head", "meta_head",
+                                                                                         "combine"}
+    out = late(_batch(BIMODAL))
+    assert set(out.branch_logits) == {"image", "metadata"} and out.alpha is None
+    # initialised as the sum of the two sides' logits
+    assert torch.allclose(out.logits, out.branch_logits["image"] + out.branch_logits["metadata"], atol=1e-5)
+    # the metadata side cannot change the image side's logits: no feature ever crosses over
+    batch = _batch(BIMODAL)
+    other = {**batch, "metadata": batch["metadata"] + 1.0}
+    assert torch.equal(late(other).branch_logits["image"], out.branch_logits["image"])
+    n_late = sum(p.numel() for p in late.structure.parameters())
+    n_jf = sum(p.numel() for p in jf.structure.parameters())
+    assert n_late != n_jf  # not the same model under two names
+
+
 def test_shared_trimodal_encoder_is_stored_once_and_features_concatenate():
     model = build_model({**_cfg(TRIMODAL), "image_encoder": {**TINY_IMAGE, "shared": True}})
     assert model.image_encoders["dermoscopic"] is model.image_encoders["clinical"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from skinui.cases import Case, ConceptVector
 from skinui.encoding import MetadataEncoder
 from skinui.models import build_model
 from skinui.schema import Field, Schema
-from skinui.zoo import ZooError, list_entries, load_entry, save_entry, summary
+from skinui.zoo import ZooError, compact_entry, list_entries, load_entry, save_entry, summary
 
 SCHEMA = Schema("toy", ("mel", "nev", "bcc"), (Field("age", "numeric", valid_range=(0, 120)),
                 Field("site", "categorical", vocabulary=("arm", "leg"))), "lesion_id", ("dermoscopic", "metadata"))
@@ -144,3 +145,43 @@ def test_default_backbone_entry_loads_fast(tmp_path):
     assert time.perf_counter() - start < 3.0
     assert entry.model.cfg["image_encoder"]["pretrained"] is False
     assert len(entry.predict(_cases(2))) == 2
+
+
+def test_fp16_storage_halves_the_file_and_loads_fp32(tmp_path):
+    """`compact` re-stores an fp32 entry in fp16: half the bytes, fp16-rounded fp32 weights on load."""
+    model = _model("jiadf")
+    save_entry(model, _card("full"), tmp_path)
+    before = (tmp_path / "full.safetensors").stat().st_size
+    size_before, size_after = compact_entry("full", tmp_path)
+    assert size_before == before and size_after < 0.55 * before
+    card = json.loads((tmp_path / "full.json").read_text())
+    assert card["dtype"] == "float16"
+    loaded = load_entry("full", tmp_path).model.state_dict()
+    for k, v in model.state_dict().items():
+        assert loaded[k].dtype == v.dtype
+        assert torch.equal(loaded[k], v.half().float() if v.is_floating_point() else v), k
+    # compacting again changes nothing: the fp16 -> fp32 -> fp16 round trip is exact
+    sha = card["sha256"]
+    compact_entry("full", tmp_path)
+    assert json.loads((tmp_path / "full.json").read_text())["sha256"] == sha
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+REPORTS = Path(__file__).resolve().parents[1] / "docs" / "reports"
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in list_entries(SHIPPED)])
+def test_every_shipped_entry_loads_and_has_its_evaluation_report(name):
+    """Each entry in weights/ verifies and loads strictly, and docs/reports/<name> scored these very weights."""
+    entry = load_entry(name, SHIPPED)
+    rep = json.loads((REPORTS / name / "report.json").read_text())
+    card = entry.card
+    assert rep["entry"] == name and rep["split"] == "test" and rep["n_cases"] == card["metrics"]["n_cases"]
+    assert rep["balanced_accuracy"] == pytest.approx(card["metrics"]["balanced_accuracy"], abs=1e-9)
+    assert rep["macro"]["auc"] == pytest.approx(card["metrics"]["macro"]["auc"], abs=1e-9)
+    assert (REPORTS / name / "report.html").is_file()
+
+
+def test_shipped_weights_stay_under_150_mb():
+    total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert total < 150e6, f"weights/ holds {total / 1e6:.0f} MB"

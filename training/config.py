@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "weights_dir": "weights",
         "enabled": True,
         "shared_encoder": None,  # stage 1: store the image encoder as weights/shared/<name>.safetensors
-        "fp16": True,  # shared encoders stored in fp16 (the card records the measured probability change)
+        "fp16": True,  # weights stored in fp16 (shared encoders and the entry's own file); metrics measured on them
     },
 }
 

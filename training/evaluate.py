@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinui.calibration import calibrated_logits, decide, ece, reliability_bins, softmax
+from skinui.calibration import calibrated_logits, decide, ece, ece_floor, reliability_bins, softmax
 from skinui.cases import SHORT, Case, ImageRef
 from skinui.metrics import classification_report, quick_scores, roc_curves
 from training.data import case_ids_sha256, load_cases, make_split, to_device
@@ -173,6 +173,7 @@ def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, calibration: d
     rep = classification_report(labels, calibrated, classes, predicted=decide(logits[full], cal))
     rep["ece"] = ece(probs, labels)
     rep["ece_calibrated"] = ece(calibrated, labels)
+    rep["ece_floor"] = ece_floor(calibrated)  # what perfect calibration would still measure on these cases
     rep["temperature"] = float(cal.get("temperature") or 1.0)
     rep["decision"] = cal.get("decision", "argmax")
     ablation = {}
@@ -221,6 +222,15 @@ def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> 
     return chosen, labels, note
 
 
+def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, device: torch.device | None = None,
+                   batch_size: int = 64, cache: EncodeCache | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report.json dict, figure extras) of a loaded entry on `split` of the dataset under `data_root`."""
+    cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
+    logits = subset_logits(entry, cases, batch_size, device, cache=cache)
+    rep, extras = report(entry, cases, labels, logits=logits)
+    return {"entry": entry.name, "dataset": dataset, "split": split, "split_note": note, **rep}, extras
+
+
 def run(weights: str, dataset: str | None, data_root: str, split: str, out: str, device: str = "auto",
         batch_size: int = 64, inline_js: bool = False) -> dict[str, Any]:
     from skinui.zoo import load_entry
@@ -230,10 +240,7 @@ def run(weights: str, dataset: str | None, data_root: str, split: str, out: str,
     path = Path(weights)
     name = path.name.removesuffix(".json").removesuffix(".safetensors")
     entry = load_entry(name, path.parent if str(path.parent) not in ("", ".") else None)
-    dataset = dataset or entry.card["dataset"]
-    cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
-    rep, extras = report(entry, cases, labels, batch_size=batch_size, device=pick_device(device))
-    rep = {"entry": name, "dataset": dataset, "split": split, "split_note": note, **rep}
+    rep, extras = evaluate_entry(entry, dataset or entry.card["dataset"], data_root, split, pick_device(device), batch_size)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(rep, indent=1))

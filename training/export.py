@@ -23,7 +23,7 @@ from skinui.zoo import load_entry, save_entry
 from training.data import Prepared
 from training.evaluate import EncodeCache, report, subset_logits
 
-SUMMARY_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "n_cases")
+SUMMARY_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "ece_floor", "n_cases")
 
 
 def _encoder_keys(model: Any) -> dict[str, str]:
@@ -95,7 +95,8 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     weights_dir = Path(weights_dir)
     card = base_card(cfg, prep, model, summary)
     specs = shared_specs(cfg, model, weights_dir)
-    save_entry(model.cpu(), card, weights_dir, shared=specs)
+    fp16 = bool(cfg["export"].get("fp16", True))  # the card's metrics are measured on what is stored
+    save_entry(model.cpu(), card, weights_dir, shared=specs, fp16=fp16)
     entry = load_entry(cfg["name"], weights_dir)
 
     val = [prep.cases[i] for i in prep.split["val"]]
@@ -125,7 +126,7 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
         full = model.eval()
         with_fp32 = subset_logits(_with_model(entry, full), val)[tuple(entry.model.modalities)]
         card["training"]["shared_fp16_max_prob_diff"] = float(np.abs(_softmax(with_fp32) - _softmax(val_logits)).max())
-    path = save_entry(entry.model, card, weights_dir, shared=specs)
+    path = save_entry(entry.model, card, weights_dir, shared=specs, fp16=fp16)
     (Path(run_dir) / "report_test.json").write_text(json.dumps(rep, indent=1))
     return path
 

@@ -24,8 +24,10 @@ def _table(rep: dict[str, Any]) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
-def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: dict[str, Any], inline_js: bool = False) -> None:
-    """Write the report; plotly.js is loaded from its CDN unless `inline_js` (self-contained, ~4 MB)."""
+def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: dict[str, Any], inline_js: bool = False,
+               js_src: str | None = None) -> None:
+    """Write the report. plotly.js: embedded with `inline_js` (self-contained, ~4 MB), from a local
+    file at the relative URL `js_src` (many reports, one copy), else from its CDN."""
     figures = [
         plots.confusion_matrix_figure(rep["confusion_matrix"], list(rep["per_class"])),
         plots.roc_figure(extras["roc"], {k: v["auc"] for k, v in rep["per_class"].items()}),
@@ -33,14 +35,15 @@ def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: di
                                  title=f"Reliability (temperature {rep['temperature']:.2f})"),
         plots.ablation_figure(rep["modality_ablation"]),
     ]
-    first_js: bool | str = True if inline_js else "cdn"  # plotly.js once, with the first figure
+    first_js: bool | str = True if inline_js else False if js_src else "cdn"  # plotly.js once, with the first figure
     parts = [fig.to_html(full_html=False, include_plotlyjs=first_js if i == 0 else False) for i, fig in enumerate(figures)]
+    head_js = f'<script src="{html.escape(js_src)}"></script>' if js_src and not inline_js else ""
     summary = (f"balanced accuracy <b>{_fmt(rep['balanced_accuracy'])}</b> · accuracy {_fmt(rep['accuracy'])} · "
                f"macro F1 {_fmt(rep['macro_f1'])} · macro AUC {_fmt(rep['macro']['auc'])} · "
                f"ECE {_fmt(rep['ece'])} → {_fmt(rep['ece_calibrated'])} after temperature · {rep['n_cases']} cases")
     leaky = "<p class=warn>This entry uses label-leaking metadata (leaky: true); its scores overstate real use.</p>" \
         if card.get("leaky") else ""
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(rep['entry'])} evaluation</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(rep['entry'])} evaluation</title>{head_js}
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}.warn{{color:#a00}}</style></head><body>
 <h1>{html.escape(card.get('title') or rep['entry'])}</h1>

@@ -35,15 +35,18 @@ def table(dataset: str, baseline: str | None = None, weights_dir: str | None = N
         raise SystemExit(f"Baseline entry {baseline} is not in weights/.")
     n = cards[0]["metrics"].get("n_cases")
     head = ("| entry | inputs · structure · fusion | bal. acc. | macro AUC | AUC>80% sens | AP | macro F1 | "
-            "sens | spec | Dice | PPV | NPV | ECE raw → calibrated |" + (" Δ bal. acc. vs baseline |" if base else ""))
-    lines = [f"Test split: {n} cases, never used for training, model selection or calibration.", "", head,
+            "sens | spec | Dice | PPV | NPV | ECE raw → calibrated (floor) |" + (" Δ bal. acc. vs baseline |" if base else ""))
+    lines = [f"Test split: {n} cases, never used for training, model selection or calibration. ECE floor: what "
+             f"perfectly calibrated probabilities would still measure on {n} cases (`skinui.calibration.ece_floor`).",
+             "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for c in sorted(cards, key=lambda c: -(c["metrics"].get("balanced_accuracy") or 0)):
         m, mac = c["metrics"], c["metrics"].get("macro") or {}
         row = (f"| `{c['name']}` | {_describe(c)} | {_f(m.get('balanced_accuracy'))} | {_f(mac.get('auc'))} | "
                f"{_f(mac.get('auc_sens_80'))} | {_f(mac.get('ap'))} | {_f(m.get('macro_f1'))} | "
                f"{_f(mac.get('sensitivity'))} | {_f(mac.get('specificity'))} | {_f(mac.get('dice'))} | "
-               f"{_f(mac.get('ppv'))} | {_f(mac.get('npv'))} | {_f(m.get('ece'))} → {_f(m.get('ece_calibrated'))} |")
+               f"{_f(mac.get('ppv'))} | {_f(mac.get('npv'))} | {_f(m.get('ece'))} → {_f(m.get('ece_calibrated'))} "
+               f"({_f(m.get('ece_floor'))}) |")
         if base:
             gap = (m.get("balanced_accuracy") or 0) - (base["metrics"].get("balanced_accuracy") or 0)
             row += f" {gap * 100:+.1f} |"

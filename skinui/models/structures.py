@@ -53,17 +53,36 @@ class StructureBase(nn.Module):
 
 @STRUCTURES.register("late")
 class Late(StructureBase):
-    """Modality features concatenated straight into one classifier (also the unimodal baseline)."""
+    """Decision-level (late) fusion: a classifier per side, their logits concatenated into the decision.
+
+    With one side (an image-only or metadata-only entry) it is that side's classifier, the
+    unimodal baseline. With both, the image side and the metadata side each get a classifier
+    and a linear layer combines their logits, `z = W [z_I ; z_M]`: the sides never see each
+    other's features, which is what separates late fusion from joint fusion by concatenation
+    (`jf` + `concat`, one classifier on `[f_I ; f_M]`).
+    """
 
     def __init__(self, dim_image: int | None, dim_meta: int | None, num_classes: int, dropout: float = 0.2,
                  **kw: Any) -> None:
         super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
-        self.classifier = _head((dim_image or 0) + (dim_meta or 0), num_classes, dropout)
+        if dim_image and dim_meta:
+            self.image_head = _head(dim_image, num_classes, dropout)
+            self.meta_head = _head(dim_meta, num_classes, dropout)
+            self.combine = nn.Linear(2 * num_classes, num_classes)
+            with torch.no_grad():  # start as the sum of the two sides' logits
+                self.combine.weight.copy_(torch.cat([torch.eye(num_classes)] * 2, 1))
+                self.combine.bias.zero_()
+        else:
+            self.classifier = _head((dim_image or 0) + (dim_meta or 0), num_classes, dropout)
 
     def forward(self, f_image: torch.Tensor | None, f_meta: torch.Tensor | None,
                 present: torch.Tensor) -> ModelOutput:
-        z = self.classifier(torch.cat([f for f in (f_image, f_meta) if f is not None], 1))
-        return ModelOutput(z, z.softmax(1))
+        if not hasattr(self, "combine"):
+            z = self.classifier(f_image if f_image is not None else f_meta)
+            return ModelOutput(z, z.softmax(1))
+        branches = {"image": self.image_head(f_image), "metadata": self.meta_head(f_meta)}
+        z = self.combine(torch.cat([branches["image"], branches["metadata"]], 1))
+        return ModelOutput(z, z.softmax(1), branch_logits=branches)
 
 
 @STRUCTURES.register("jf")

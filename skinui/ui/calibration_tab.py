@@ -23,6 +23,10 @@ def summary(calibration: dict[str, Any] | None, confidence: float | None) -> str
     lines = [f"Temperature **T = {t:.2f}** (fitted on the validation split)." if t else "No temperature.",
              f"Expected calibration error on the test split: **{e:.3f}** before, **{ec:.3f}** after "
              f"temperature scaling." if e is not None and ec is not None else ""]
+    floor, n = calibration.get("ece_floor"), sum(b.get("count", 0) for b in calibration.get("bins_calibrated") or [])
+    if floor is not None and n:
+        lines.append(f"On {n} test cases even perfectly calibrated probabilities would measure an ECE of about "
+                     f"**{floor:.3f}** (sampling noise alone), so differences below that are not evidence.")
     if confidence is not None:
         b = bin_of(calibration.get("bins_calibrated") or calibration.get("bins") or [], confidence)
         if b and b.get("count"):

@@ -74,9 +74,10 @@ FUSION_TEXTS: dict[str, tuple[str, str]] = {
 
 STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
     "late": (
-        "Late: each modality is encoded on its own and the feature vectors go straight into one "
-        "classifier; there is no fusion module.",
-        "P = softmax(W [f_D ; f_C ; f_M])",
+        "Late (decision-level) fusion: the images and the metadata each get their own classifier, "
+        "and a linear layer combines the two sets of logits into the decision; the features never "
+        "meet, so there is no fusion module. With one modality it is that modality's classifier.",
+        "P = softmax(W [h_I(f_I) ; h_M(f_M)])",
     ),
     "jf": (
         "Joint fusion (JF): one fusion module combines image and metadata features and one "

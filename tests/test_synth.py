@@ -94,6 +94,20 @@ def test_ideal_ordering_and_single_modality_pairs():
     assert design.separating_modalities("AKIEC", "SCCKA") == ("metadata",)
 
 
+def test_bayes_ceilings_keep_the_ordering_with_overlapping_metadata_profiles():
+    """Metadata read through its overlapping profiles lowers every subset that needs it, yet the
+    Bayes classifier still orders trimodal > each bimodal > each single modality."""
+    from skinui.synth.ceilings import bayes_accuracy
+
+    bayes = bayes_accuracy(n=2400)
+    for s, v in bayes.items():
+        ideal = design.ideal_accuracy(s)
+        assert (v == pytest.approx(ideal)) if "metadata" not in s else (v < ideal - 0.01), (s, v)
+    singles = [v for s, v in bayes.items() if len(s) == 1]
+    pairs = [v for s, v in bayes.items() if len(s) == 2]
+    assert bayes[design.MODALITIES] > max(pairs) and min(pairs) > max(singles), bayes
+
+
 @pytest.mark.parametrize("a,b,same", [
     ("MEL", "NV", ("clinical", "metadata")),
     ("AKIEC", "BKL", ("dermoscopic", "metadata")),

@@ -157,12 +157,14 @@ def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None,
     """Standardised inputs + multinomial logistic regression (C=1), trained on each fold's train part.
 
     Same cases, same grouped folds and the same training-fitted metadata encoder as the networks;
-    scored with the same ISIC report on the same held-out lesions.
+    scored with the same ISIC report on the same held-out lesions, and with the same decision rule:
+    argmax p_k / pi_k^tau, pi the training prevalence and tau fitted on the fold's validation part.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from skinui.calibration import decide_from_log_probs, fit_decision_weight
     from skinui.metrics import classification_report
     from training.config import load_config
     from training.data import prepare, resolve_root
@@ -173,15 +175,21 @@ def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None,
         prep = prepare(cfg, resolve_root(cfg["data_root"], data_root))
         blocks = {m: _image_matrix(prep, m) for m in ("clinical", "dermoscopic")}
         blocks["metadata"] = prep.meta
-        train, test = prep.split["train"], prep.split["test"]
+        train, val, test = prep.split["train"], prep.split["val"], prep.split["test"]
+        counts = np.bincount(prep.labels[train], minlength=len(prep.classes)).astype(np.float64)
+        log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # as the networks' export
         for label, _ in study.subsets:
             mods = [{"C": "clinical", "D": "dermoscopic", "M": "metadata"}[s] for s in label.split("+")]
             x = np.hstack([blocks[m] for m in mods])
             clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
             clf.fit(x[train], prep.labels[train])
-            probs = np.zeros((len(test), len(prep.classes)))
-            probs[:, clf.classes_] = clf.predict_proba(x[test])
-            rep = classification_report(prep.labels[test], probs, prep.classes)
+            probs = {}
+            for part, idx in (("val", val), ("test", test)):
+                probs[part] = np.full((len(idx), len(prep.classes)), 1e-12)
+                probs[part][:, clf.classes_] = clf.predict_proba(x[idx])
+            tau = fit_decision_weight(np.log(probs["val"]), prep.labels[val], log_prior)
+            predicted = decide_from_log_probs(np.log(probs["test"]), {"log_prior": log_prior, "decision_prior_weight": tau})
+            rep = classification_report(prep.labels[test], probs["test"], prep.classes, predicted=predicted)
             results.append({"subset": label, "fold": fold, "balanced_accuracy": rep["balanced_accuracy"],
                             "macro_f1": rep["macro_f1"], "macro": rep["macro"]})
     out.mkdir(parents=True, exist_ok=True)

@@ -165,6 +165,26 @@ def bench_start(weights: Path, name: str) -> dict[str, float]:
     return out
 
 
+def bench_loads(weights: Path) -> dict:
+    """Seconds to verify and load each installed entry (what switching entries in the app costs).
+
+    One warm-up load pays the one-time imports (timm, the model code) that app start-up already paid.
+    """
+    from skinui.zoo import list_entries, load_entry
+
+    names = [c["name"] for c in list_entries(weights)]
+    load_entry(names[0], weights)
+    times = {}
+    for name in names:
+        start = time.perf_counter()
+        load_entry(name, weights)
+        times[name] = time.perf_counter() - start
+    slowest = max(times, key=times.get)
+    total_mb = sum(f.stat().st_size for f in weights.rglob("*") if f.is_file()) / 1e6
+    return {"load_median_s": statistics.median(times.values()), "load_max_s": times[slowest],
+            "load_slowest": slowest, "load_entries": len(names), "weights_mb": total_mb}
+
+
 def markdown(r: dict) -> str:
     def versus(key: str, base: str, label: str) -> str:
         return (f"{r[key] / r[base]:.2f}x {label} ({r[base] * 1000:.0f} ms); fastest runs "
@@ -183,6 +203,10 @@ def markdown(r: dict) -> str:
     if "rss_default_entry_loaded_mb" in r:
         rows.append(("Resident memory, default entry loaded", f"{r['rss_default_entry_loaded_mb']:.0f} MB",
                      f"{r['rss_after_a_prediction_mb']:.0f} MB after one prediction", "< 1.5 GB"))
+    if "load_max_s" in r:
+        rows.append((f"Loading an entry (verify SHA-256 + build + load; all {r['load_entries']} installed, "
+                     f"{r['weights_mb']:.0f} MB in all)", f"{r['load_median_s']:.2f} s",
+                     f"slowest {r['load_max_s']:.2f} s (`{r['load_slowest']}`)", "< 3 s each"))
     lines = ["| what | median | compared with | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     parts = ", ".join(f"{k[8:]} {v * 1000:.0f} ms" for k, v in r.items()
@@ -246,6 +270,7 @@ def main() -> None:
     result = {"entry": name, "source": source, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
     result.update(bench_model(weights, name, args.repeats))
+    result.update(bench_loads(weights))
     if not args.no_start:
         result.update(bench_start(weights, name))
     print(json.dumps(result, indent=2))

@@ -155,6 +155,18 @@ def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path)
     b = entry.model.image_encoders["dermoscopic"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+    # another training seed, same split and encoder, into a scratch zoo: weights/ is not touched
+    from training.seeds import run_seed, table
+
+    before = {p.name: p.stat().st_mtime_ns for p in weights.rglob("*")}
+    rep = run_seed(load_config(None, base=stage2), 1, tmp_path / "seeds", weights, str(ham))
+    assert {p.name: p.stat().st_mtime_ns for p in weights.rglob("*")} == before
+    assert rep["n_cases"] == card["metrics"]["n_cases"]  # the same test split
+    seeded = load_entry("tiny_jiadf", tmp_path / "seeds" / "seed1" / "weights")
+    assert seeded.card["training"]["seed"] == 1 and seeded.card["sha256"] != card["sha256"]
+    md = table({"tiny_jiadf": [card["metrics"], rep]})
+    assert "| `tiny_jiadf` |" in md and " ± " in md and md.rstrip().endswith("| 2 |")
+
 
 def test_resume_after_kill_reaches_the_same_weights(ham, tmp_path, monkeypatch):
     cfg = tiny_config("tiny_resume", "full", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})

@@ -1,0 +1,98 @@
+"""`python -m training.seeds`: re-train stage-2 configs with other training seeds, same split, and tabulate.
+
+One split and one seed cannot tell a 0.2-point difference from noise. This re-runs each config
+with `train.seed=K` for every K given (seed 0 is the shipped entry, read from its card), exporting
+into a scratch zoo under OUT (never into `weights/`), and prints a markdown table of the test
+metrics, mean ± sample std over all seeds:
+
+    python -m training.seeds --configs synthderm_late_concat synthderm_jiadf --seeds 1 2 3 4
+
+Only stage-2 configs (`train.mode: features`): their frozen stage-1 encoders are copied from
+`weights/` into the scratch zoo, so every seed trains the same head on the same features.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scratch_zoo(cfg: dict[str, Any], weights: Path, target: Path) -> None:
+    """`target` holds the shared encoders and the stage-1 entries the config's stage 2 builds on."""
+    from training.stage2 import backbone_names
+
+    target.mkdir(parents=True, exist_ok=True)
+    if not (target / "shared").is_dir():
+        shutil.copytree(weights / "shared", target / "shared")
+    for name in set(backbone_names(cfg["stage2"]["backbone"], list(cfg["model"]["modalities"])).values()):
+        for ext in (".json", ".safetensors"):
+            if not (target / f"{name}{ext}").is_file():
+                shutil.copyfile(weights / f"{name}{ext}", target / f"{name}{ext}")
+
+
+def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root: str | None = None) -> dict[str, Any]:
+    """Train the resolved config `cfg` with `train.seed=seed` into a scratch zoo; its test report."""
+    from training.loop import fit
+
+    cfg = {**cfg, "train": {**cfg["train"], "seed": seed}}
+    config = cfg["name"]
+    if cfg["train"]["mode"] != "features":
+        raise SystemExit(f"{config} is not a stage-2 config (train.mode: features); seeds re-runs only those.")
+    run_dir, zoo = out / f"seed{seed}" / cfg["name"], out / f"seed{seed}" / "weights"
+    if not (run_dir / "report_test.json").is_file():
+        image_mods = [m for m in cfg["model"]["modalities"] if m != "metadata"]
+        if image_mods:
+            scratch_zoo({**cfg, "model": {**cfg["model"], "modalities": image_mods}}, weights, zoo)
+        fit(cfg, data_root, str(run_dir), "cpu", command=f"python -m training.seeds --configs {config} --seeds {seed}",
+            weights_dir=str(zoo))
+    return json.loads((run_dir / "report_test.json").read_text())
+
+
+def _ms(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def table(results: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["| entry | bal. acc. | macro AUC | macro F1 | per seed (bal. acc.) | seeds |", "|---|---|---|---|---|---|"]
+    for name, reps in sorted(results.items(), key=lambda kv: -np.mean([r["balanced_accuracy"] for r in kv[1]])):
+        bacc = [r["balanced_accuracy"] for r in reps]
+        lines.append(f"| `{name}` | {_ms(bacc)} | {_ms([r['macro']['auc'] for r in reps])} | "
+                     f"{_ms([r['macro_f1'] for r in reps])} | {', '.join(f'{b:.3f}' for b in bacc)} | {len(reps)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.config import load_config
+
+    ap = argparse.ArgumentParser(prog="python -m training.seeds", description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", required=True, help="stage-2 config names (training/configs/NAME.yaml)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4], help="extra training seeds (0 = shipped)")
+    ap.add_argument("--out", default=str(REPO / "runs" / "seeds"))
+    ap.add_argument("--weights-dir", default=str(REPO / "weights"), help="the zoo holding the seed-0 entries")
+    args = ap.parse_args(argv)
+    weights, out = Path(args.weights_dir), Path(args.out)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for config in args.configs:
+        card = json.loads((weights / f"{config}.json").read_text())  # seed 0: the shipped entry
+        if card["training"].get("seed", 0) != 0:
+            raise SystemExit(f"{config} in {weights} was not trained with seed 0.")
+        results[config] = [card["metrics"]]
+        for seed in args.seeds:
+            cfg = load_config(REPO / "training" / "configs" / f"{config}.yaml")
+            results[config].append(run_seed(cfg, seed, out, weights))
+            print(f"{config} seed {seed}: balanced accuracy {results[config][-1]['balanced_accuracy']:.3f}",
+                  file=sys.stderr)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -199,8 +199,8 @@ def compact_entry(name: str, weights_dir: str | Path | None = None) -> tuple[int
     reports in docs/reports/ are measured on the stored fp16 weights).
     """
     folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    entry = load_entry(name, folder)  # verifies it first: a missing or tampered entry is a ZooError
     before = (folder / f"{name}.safetensors").stat().st_size
-    entry = load_entry(name, folder)
     card = _read_card(folder / f"{name}.json")
     save_entry(entry.model, card, folder, shared=shared_specs_of(card), fp16=True)
     return before, (folder / f"{name}.safetensors").stat().st_size

@@ -85,3 +85,15 @@ def test_zoo_command_prints_json(tmp_path, capsys):
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["name"] == "toy" and entry["fusion"] == "mmfa" and entry["structure"] == "jiadf"
     assert entry["modalities"] == ["dermoscopic", "metadata"] and entry["classes"] == ["mel", "nev", "bcc"]
+
+
+def test_compact_converts_only_fp32_entries_and_reports_sizes(tmp_path, capsys):
+    weights = _entry(tmp_path)
+    assert main(["compact", "--weights-dir", str(weights)]) == 0
+    assert "toy:" in capsys.readouterr().err
+    card = json.loads((weights / "toy.json").read_text())
+    assert card["dtype"] == "float16"
+    assert main(["compact", "--weights-dir", str(weights)]) == 0  # nothing left in fp32: nothing to do
+    assert capsys.readouterr().err == ""
+    assert main(["compact", "missing", "--weights-dir", str(weights)]) == 1
+    assert "no zoo entry named 'missing'" in capsys.readouterr().err

@@ -190,6 +190,15 @@ def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, calibration: d
     return rep, extras
 
 
+CARD_METRIC_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "ece_floor", "n_cases",
+                    "macro", "per_class", "modality_ablation")
+
+
+def card_metrics(rep: dict[str, Any], split: str) -> dict[str, Any]:
+    """A model card's `metrics` block: the report's keys the card, the app and RESULTS.md read."""
+    return {"split": split, **{k: rep[k] for k in CARD_METRIC_KEYS}}
+
+
 def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> tuple[list[Case], np.ndarray, str]:
     """The cases to score and their labels; `test` re-derives the card's split and verifies it."""
     classes = list(card["classes"])

@@ -21,9 +21,7 @@ from safetensors.torch import load_file
 from skinui.calibration import calibration_summary
 from skinui.zoo import load_entry, save_entry
 from training.data import Prepared
-from training.evaluate import EncodeCache, report, subset_logits
-
-SUMMARY_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "ece_floor", "n_cases")
+from training.evaluate import EncodeCache, card_metrics, report, subset_logits
 
 
 def _encoder_keys(model: Any) -> dict[str, str]:
@@ -113,13 +111,7 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
                               log_prior=log_prior)
     rep, _ = report(entry, test, test_labels, calibration=cal, logits=test_logits)
     card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
-    card["metrics"] = {
-        "split": "test" if prep.split["test"] else "val",
-        **{k: rep[k] for k in SUMMARY_KEYS},
-        "macro": rep["macro"],
-        "per_class": rep["per_class"],
-        "modality_ablation": rep["modality_ablation"],
-    }
+    card["metrics"] = card_metrics(rep, "test" if prep.split["test"] else "val")
     # What storing the shared encoder in fp16 costs, measured where this run trained it (a stage-2
     # run loaded the encoder from that fp16 file, so there is nothing to compare).
     if specs and cfg["train"]["mode"] != "features":

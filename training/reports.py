@@ -19,17 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.evaluate import EncodeCache, EvaluationError, evaluate_entry
-
-CARD_METRIC_KEYS = ("balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "ece_floor", "n_cases",
-                    "macro", "per_class", "modality_ablation")
+from training.evaluate import EncodeCache, EvaluationError, card_metrics, evaluate_entry
 
 
 def card_update(card: dict[str, Any], rep: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
     """`card` with its test metrics and calibration measurements replaced by `rep`'s (same split only)."""
     if rep["split"] != "test" or rep["dataset"] != card["dataset"]:
         raise EvaluationError(f"{card['name']}: only a test-split report of its own dataset may update its card.")
-    card = {**card, "metrics": {"split": "test", **{k: rep[k] for k in CARD_METRIC_KEYS}}}
+    card = {**card, "metrics": card_metrics(rep, "test")}
     card["calibration"] = {**card.get("calibration", {}), "ece": rep["ece"], "ece_calibrated": rep["ece_calibrated"],
                            "ece_floor": rep["ece_floor"],
                            "bins": extras["bins"], "bins_calibrated": extras["bins_calibrated"]}

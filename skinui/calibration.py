@@ -110,15 +110,24 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
+UNINFORMATIVE_PRIOR = 0.1  # log-prior range below which classes count as balanced (ratios within ~10%)
+
+
 def fit_prior_calibration(
     logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray, max_iter: int = 200
 ) -> tuple[float, float]:
-    """(T, beta) minimising NLL of softmax(logits / T + beta * log_prior); L-BFGS on (log T, beta)."""
+    """(T, beta) minimising NLL of softmax(logits / T + beta * log_prior); L-BFGS on (log T, beta).
+
+    A (nearly) balanced training set gives a nearly constant log prior, which carries no
+    information: beta is then fixed at 0 (fitting it would only chase validation noise to the clamp).
+    """
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64).ravel())
     lp = torch.as_tensor(np.asarray(log_prior, dtype=np.float64))
     if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0 or lp.shape != (z.shape[1],):
         raise ValueError("prior calibration needs logits [N, K], N labels and a log prior [K]")
+    if float(lp.max() - lp.min()) < UNINFORMATIVE_PRIOR:
+        return fit_temperature(logits, labels, max_iter), 0.0
     params = torch.zeros(2, dtype=torch.float64, requires_grad=True)  # log T = 0, beta = 0: no change
     optimiser = torch.optim.LBFGS([params], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 

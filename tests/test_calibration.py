@@ -80,6 +80,16 @@ def test_prior_calibration_undoes_balanced_training():
     assert s["decision"] == "prevalence_adjusted" and 0.0 <= s["decision_prior_weight"] <= 1.0
 
 
+def test_uninformative_prior_leaves_beta_at_zero():
+    """Balanced training data: log_prior is (nearly) constant, so no prevalence term is fitted."""
+    logits, labels, _ = _balanced_world(seed=2)
+    near_uniform = np.log(np.array([176.0, 177.0, 176.0, 177.0]) / 706.0)
+    t, beta = calibration.fit_prior_calibration(logits[:2000], labels[:2000], near_uniform)
+    assert beta == 0.0 and t == pytest.approx(calibration.fit_temperature(logits[:2000], labels[:2000]))
+    skewed = np.log(np.array([0.7, 0.2, 0.07, 0.03]))
+    assert calibration.fit_prior_calibration(logits[:2000], labels[:2000], skewed)[1] > 0.5  # informative: fitted
+
+
 def test_prevalence_adjusted_decision_beats_argmax_on_balanced_accuracy():
     logits, labels, log_prior = _balanced_world(seed=1)
     s = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:], log_prior=log_prior)

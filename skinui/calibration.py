@@ -182,17 +182,21 @@ def fit_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: np
 
 def calibration_summary(
     fit_logits: np.ndarray, fit_labels: np.ndarray, eval_logits: np.ndarray, eval_labels: np.ndarray,
-    log_prior: np.ndarray | None = None,
+    log_prior: np.ndarray | None = None, rebalanced: bool = True,
 ) -> dict[str, Any]:
     """Fit on one split, report on another: the model card's `calibration` block.
 
     With `log_prior` (log class frequencies of the training split) the block also carries
     `prior_weight` and `log_prior`, and the decision rule becomes prevalence-adjusted (`decide`).
+    `rebalanced`: the model was trained with balanced sampling or class weights, so its outputs
+    lack the training prevalence and `prior_weight` is fitted; a model trained on the natural
+    prevalence gets temperature only (`prior_weight` 0: fitting it would chase validation noise).
     """
     if log_prior is None:
         temperature, extra = fit_temperature(fit_logits, fit_labels), {}
     else:
-        temperature, beta = fit_prior_calibration(fit_logits, fit_labels, log_prior)
+        temperature, beta = (fit_prior_calibration(fit_logits, fit_labels, log_prior) if rebalanced
+                             else (fit_temperature(fit_logits, fit_labels), 0.0))
         extra = {"prior_weight": beta, "log_prior": [float(v) for v in log_prior], "decision": "prevalence_adjusted"}
         fitted = calibrated_logits(fit_logits, {"temperature": temperature, **extra})
         extra["decision_prior_weight"] = fit_decision_weight(fitted, np.asarray(fit_labels), np.asarray(log_prior))

@@ -88,6 +88,10 @@ def test_uninformative_prior_leaves_beta_at_zero():
     assert beta == 0.0 and t == pytest.approx(calibration.fit_temperature(logits[:2000], labels[:2000]))
     skewed = np.log(np.array([0.7, 0.2, 0.07, 0.03]))
     assert calibration.fit_prior_calibration(logits[:2000], labels[:2000], skewed)[1] > 0.5  # informative: fitted
+    # trained on the natural prevalence: temperature only, the prevalence still drives the decision
+    s = calibration.calibration_summary(logits[:2000], labels[:2000], logits[2000:], labels[2000:],
+                                        log_prior=skewed, rebalanced=False)
+    assert s["prior_weight"] == 0.0 and s["decision"] == "prevalence_adjusted" and s["log_prior"]
 
 
 def test_prevalence_adjusted_decision_beats_argmax_on_balanced_accuracy():

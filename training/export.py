@@ -107,8 +107,9 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     test_logits = subset_logits(entry, test, cache=cache)
     counts = np.bincount(prep.labels[prep.split["train"]], minlength=len(prep.classes)).astype(np.float64)
     log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # training prevalence (add-one: no empty class)
+    rebalanced = cfg["train"]["sampler"] == "balanced" or bool(cfg["train"]["loss"].get("class_weighted"))
     cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels,
-                              log_prior=log_prior)
+                              log_prior=log_prior, rebalanced=rebalanced)
     rep, _ = report(entry, test, test_labels, calibration=cal, logits=test_logits)
     card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
     card["metrics"] = card_metrics(rep, "test" if prep.split["test"] else "val")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,15 @@ def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path)
     a = load_entry("tiny_image", weights).model.image_encoders["dermoscopic"].state_dict()
     b = entry.model.image_encoders["dermoscopic"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # re-export from the stored entry alone (no run folder): same weights, same numbers
+    from training.export import reexport_entry
+
+    shutil.rmtree(tmp_path / "runs" / "tiny_jiadf")
+    card2 = json.loads(reexport_entry(str(weights / "tiny_jiadf"), str(ham)).read_text())
+    assert card2["sha256"] == card["sha256"] and card2["training"]["reexported"]
+    assert card2["metrics"]["balanced_accuracy"] == pytest.approx(card["metrics"]["balanced_accuracy"])
+    assert card2["calibration"]["temperature"] == pytest.approx(card["calibration"]["temperature"])
 
     # another training seed, same split and encoder, into a scratch zoo: weights/ is not touched
     from training.seeds import run_seed, table

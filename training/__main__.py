@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--inline-js", action="store_true", help="embed plotly.js in report.html (works offline)")
 
     x = sub.add_parser("export", help="write the zoo entry from a run dir's best weights")
-    x.add_argument("--run", required=True, help="the run directory of `fit`")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="the run directory of `fit`")
+    src.add_argument("--entry", help="weights/NAME: re-calibrate and re-score a shipped entry (no retraining)")
     x.add_argument("--weights-dir", help="default: the config's export.weights_dir")
     x.add_argument("--data-root", help="dataset folder (default: the one the run used)")
     x.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{rep['entry']} on {rep['n_cases']} cases: balanced accuracy {rep['balanced_accuracy']:.3f}, "
                   f"macro AUC {rep['macro']['auc']:.3f}; report in {args.out}")
         else:
-            from training.export import export_run
+            from training.export import export_run, reexport_entry
 
-            path = export_run(args.run, args.weights_dir, args.data_root, args.device)
+            path = (reexport_entry(args.entry, args.data_root) if args.entry else
+                    export_run(args.run, args.weights_dir, args.data_root, args.device))
             print(f"entry written to {path}")
     except USER_ERRORS as err:
         if os.environ.get("SKINUI_DEBUG"):

@@ -157,3 +157,36 @@ def export_run(run: str, weights_dir: str | None = None, data_root: str | None =
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     summary.setdefault("command", (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else "")
     return export(cfg, prep, model, run_dir, wdir, summary)
+
+
+def reexport_entry(weights: str, data_root: str | None = None) -> Path:
+    """Re-calibrate and re-score a shipped entry with today's export, without retraining.
+
+    The card's `training.config` is the resolved config its run used, so the data, split and
+    metadata encoder are re-derived exactly; the stored weights stand in for the run's best
+    checkpoint. For entries whose run folder is gone. Card keys export does not write (e.g. the
+    study's `alpha_by_class`) are kept.
+    """
+    from skinui.zoo import load_entry
+    from training.data import prepare, resolve_root
+
+    path = Path(weights)
+    name, wdir = path.name.removesuffix(".json"), path.parent
+    old = json.loads((wdir / f"{name}.json").read_text())
+    cfg = old["training"]["config"]
+    root = resolve_root(cfg["data_root"], data_root)
+    prep = prepare({**cfg, "data_root": str(root)}, root)
+    entry = load_entry(name, wdir)
+    summary = {k: old["training"].get(k) for k in ("command", "device", "seconds", "epochs_run", "best_epoch",
+                                                   "select_metric")}
+    run_dir = Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    card_path = export(cfg, prep, entry.model, run_dir, wdir.resolve(), summary)
+    card = json.loads(card_path.read_text())
+    card = {**card, **{k: v for k, v in old.items() if k not in card}}
+    card["training"]["date"] = old["training"].get("date")  # trained then; re-exported now
+    if "shared_fp16_max_prob_diff" in old["training"]:  # measured against the fp32 run; not measurable here
+        card["training"]["shared_fp16_max_prob_diff"] = old["training"]["shared_fp16_max_prob_diff"]
+    card["training"]["reexported"] = dt.date.today().isoformat()
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path

@@ -88,6 +88,8 @@ def test_study_runs_scores_tables_and_ships_on_a_tiny_fixture(tmp_path, capsys):
     card = json.loads((weights / "milk10k-concepts-jiadf.json").read_text())
     fold0 = json.loads((out / "milk10k-concepts-jiadf" / "fold0" / "result.json").read_text())
     assert card["alpha_by_class"] == fold0["alpha_by_class"] and card["training"]["seed"] == 0
+    run_card = json.loads((out / "milk10k-concepts-jiadf" / "fold0" / "weights" / "milk10k-concepts-jiadf.json").read_text())
+    assert card["dtype"] == run_card["dtype"] == "float16"  # shipped as the run stored (and measured) it
     assert "CC BY-NC" in card["licence"] and card["training"]["split"]["fold"] == 0
     assert card["calibration"]["temperature"] > 0 and "training fit" in card["training"]["command"]
     from skinui.zoo import load_entry

@@ -272,7 +272,7 @@ def write_section(results_md: Path, key: str, body: str) -> None:
 # -- shipping --------------------------------------------------------------------------------------
 def ship(study: Study, out: Path, weights_dir: Path, only: Sequence[str] = ()) -> list[Path]:
     """Copy each fold-0 entry (seed 0) into weights/, its card extended with alpha_by_class."""
-    from skinui.zoo import load_entry, save_entry
+    from skinui.zoo import load_entry, save_entry, shared_specs_of
 
     paths = []
     for entry in [e for e in study.ship if not only or e in only]:
@@ -283,7 +283,9 @@ def ship(study: Study, out: Path, weights_dir: Path, only: Sequence[str] = ()) -
         card = dict(loaded.card)
         card["alpha_by_class"] = json.loads(result_path.read_text())["alpha_by_class"]
         card["licence"] = f"{card.get('licence')}; weights trained on MILK10k are for non-commercial use only"
-        paths.append(save_entry(loaded.model, card, weights_dir))
+        # stored as the run stored it (dtype, shared files): the card's metrics were measured on that
+        paths.append(save_entry(loaded.model, card, weights_dir, shared=shared_specs_of(card),
+                                fp16=card.get("dtype") == "float16"))
     return paths
 
 

@@ -110,6 +110,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
+def log_prevalence(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """log pi of the training labels, add-one smoothed so that no class has probability 0."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=num_classes).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum())
+
+
 UNINFORMATIVE_PRIOR = 0.1  # log-prior range below which classes count as balanced (ratios within ~10%)
 
 

@@ -181,6 +181,12 @@ def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | 
     card["dtype"] = "float16" if fp16 else "float32"
     card["sha256"] = sha256_bytes(data)
     _atomic_write(folder / f"{card['name']}.safetensors", data)
+    return write_card(card, folder)
+
+
+def write_card(card: dict[str, Any], weights_dir: str | Path | None = None) -> Path:
+    """(Re)write `<name>.json` atomically; the card is not hashed, so its text may change on its own."""
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
     card_path = folder / f"{card['name']}.json"
     _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card_path
@@ -201,8 +207,7 @@ def compact_entry(name: str, weights_dir: str | Path | None = None) -> tuple[int
     folder = Path(weights_dir) if weights_dir else default_weights_dir()
     entry = load_entry(name, folder)  # verifies it first: a missing or tampered entry is a ZooError
     before = (folder / f"{name}.safetensors").stat().st_size
-    card = _read_card(folder / f"{name}.json")
-    save_entry(entry.model, card, folder, shared=shared_specs_of(card), fp16=True)
+    save_entry(entry.model, entry.card, folder, shared=shared_specs_of(entry.card), fp16=True)
     return before, (folder / f"{name}.safetensors").stat().st_size
 
 

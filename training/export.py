@@ -18,8 +18,8 @@ import numpy as np
 import yaml
 from safetensors.torch import load_file
 
-from skinui.calibration import calibration_summary
-from skinui.zoo import load_entry, save_entry
+from skinui.calibration import calibration_summary, log_prevalence
+from skinui.zoo import load_entry, save_entry, shared_specs_of, write_card
 from training.data import Prepared
 from training.evaluate import EncodeCache, card_metrics, report, subset_logits
 
@@ -38,10 +38,10 @@ def shared_specs(cfg: dict[str, Any], model: Any, weights_dir: Path) -> list[dic
 
         for m, backbone in backbone_names(cfg["stage2"]["backbone"], model.image_modalities).items():
             card = json.loads((weights_dir / f"{backbone}.json").read_text())
-            for part in card.get("shared") or []:
-                if part["prefix"] in (f"encoders.{m}.", "encoders.shared."):
-                    specs[_encoder_keys(model)[m]] = {"name": Path(part["file"]).stem, "prefix": _encoder_keys(model)[m],
-                                                      "fp16": part.get("dtype") == "float16"}
+            for spec in shared_specs_of(card):  # the backbone's encoder file, under this model's prefix
+                if spec["prefix"] in (f"encoders.{m}.", "encoders.shared."):
+                    key = _encoder_keys(model)[m]
+                    specs[key] = {**spec, "prefix": key}
     elif cfg["export"].get("shared_encoder"):
         keys = sorted(set(_encoder_keys(model).values()))
         for key in keys:
@@ -105,8 +105,7 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     test = [prep.cases[i] for i in test_idx]
     test_labels = prep.labels[test_idx]
     test_logits = subset_logits(entry, test, cache=cache)
-    counts = np.bincount(prep.labels[prep.split["train"]], minlength=len(prep.classes)).astype(np.float64)
-    log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # training prevalence (add-one: no empty class)
+    log_prior = log_prevalence(prep.labels[prep.split["train"]], len(prep.classes))
     rebalanced = cfg["train"]["sampler"] == "balanced" or bool(cfg["train"]["loss"].get("class_weighted"))
     cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels,
                               log_prior=log_prior, rebalanced=rebalanced)
@@ -167,16 +166,15 @@ def reexport_entry(weights: str, data_root: str | None = None) -> Path:
     checkpoint. For entries whose run folder is gone. Card keys export does not write (e.g. the
     study's `alpha_by_class`) are kept.
     """
-    from skinui.zoo import load_entry
     from training.data import prepare, resolve_root
 
     path = Path(weights)
     name, wdir = path.name.removesuffix(".json"), path.parent
-    old = json.loads((wdir / f"{name}.json").read_text())
+    entry = load_entry(name, wdir)
+    old = entry.card
     cfg = old["training"]["config"]
     root = resolve_root(cfg["data_root"], data_root)
     prep = prepare({**cfg, "data_root": str(root)}, root)
-    entry = load_entry(name, wdir)
     summary = {k: old["training"].get(k) for k in ("command", "device", "seconds", "epochs_run", "best_epoch",
                                                    "select_metric")}
     run_dir = Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
@@ -188,5 +186,4 @@ def reexport_entry(weights: str, data_root: str | None = None) -> Path:
     if "shared_fp16_max_prob_diff" in old["training"]:  # measured against the fp32 run; not measurable here
         card["training"]["shared_fp16_max_prob_diff"] = old["training"]["shared_fp16_max_prob_diff"]
     card["training"]["reexported"] = dt.date.today().isoformat()
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card_path
+    return write_card(card, wdir)

@@ -55,7 +55,7 @@ def index_markdown(rows: list[dict[str, Any]], skipped: list[str], command: str)
 def main(argv: list[str] | None = None) -> int:
     import plotly
 
-    from skinui.zoo import _atomic_write, list_entries, load_entry
+    from skinui.zoo import list_entries, load_entry, write_card
     from training.report_html import write_html
     from training.runtime import pick_device
 
@@ -75,24 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     device, cache = pick_device(args.device), EncodeCache()
     every = list_entries(args.weights_dir)
     cards = [c for c in every if not args.names or c["name"] in args.names]
-    done, skipped = 0, []
+    done, skipped = 0, {}  # entry -> why it was not scored this time
     for card in cards:
         name, dataset = card["name"], card["dataset"]
         if dataset not in roots:
-            skipped.append(f"{name} (no --data {dataset}=DIR)")
+            skipped[name] = f"no --data {dataset}=DIR"
             continue
         entry = load_entry(name, args.weights_dir)
         try:
             rep, extras = evaluate_entry(entry, dataset, roots[dataset], "test", device, cache=cache)
         except EvaluationError as err:
-            skipped.append(f"{name} ({err})")
+            skipped[name] = str(err)
             continue
         (out / name).mkdir(exist_ok=True)
         (out / name / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
         write_html(out / name / "report.html", rep, extras, entry.card, js_src="../plotly.min.js")
         if args.update_cards:
-            path = Path(args.weights_dir) / f"{name}.json"
-            _atomic_write(path, (json.dumps(card_update(entry.card, rep, extras), indent=2) + "\n").encode())
+            write_card(card_update(entry.card, rep, extras), args.weights_dir)
         done += 1
         print(f"{name}: balanced accuracy {rep['balanced_accuracy']:.3f}, macro AUC {rep['macro']['auc']:.3f}, "
               f"ECE {rep['ece_calibrated']:.3f}", file=sys.stderr)
@@ -102,12 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.names and len(previous) > 1:  # a partial re-run keeps the command that regenerates everything
         command = previous[1].split("\n```")[0]
     # The index lists every entry's report on disk, so re-scoring a few entries keeps the others.
-    rows = [json.loads((out / c["name"] / "report.json").read_text()) for c in every
-            if (out / c["name"] / "report.json").is_file()]
-    missing = [c["name"] for c in every if not (out / c["name"] / "report.json").is_file()]
-    (out / "README.md").write_text(index_markdown(rows, skipped + [f"{n} (no report yet)" for n in missing
-                                                                   if not any(s.startswith(n + " ") for s in skipped)],
-                                                  command))
+    reports = {c["name"]: out / c["name"] / "report.json" for c in every}
+    rows = [json.loads(path.read_text()) for path in reports.values() if path.is_file()]
+    missing = [f"{n} ({skipped.get(n, 'no report yet')})" for n, path in reports.items() if not path.is_file()]
+    (out / "README.md").write_text(index_markdown(rows, missing, command))
     return 0 if done else 1
 
 

@@ -21,17 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from training.study import mean_std
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def scratch_zoo(cfg: dict[str, Any], weights: Path, target: Path) -> None:
-    """`target` holds the shared encoders and the stage-1 entries the config's stage 2 builds on."""
-    from training.stage2 import backbone_names
-
+def scratch_zoo(backbones: set[str], weights: Path, target: Path) -> None:
+    """`target` holds the shared encoders and the stage-1 entries `backbones` (copied from `weights`)."""
     target.mkdir(parents=True, exist_ok=True)
     if not (target / "shared").is_dir():
         shutil.copytree(weights / "shared", target / "shared")
-    for name in set(backbone_names(cfg["stage2"]["backbone"], list(cfg["model"]["modalities"])).values()):
+    for name in backbones:
         for ext in (".json", ".safetensors"):
             if not (target / f"{name}{ext}").is_file():
                 shutil.copyfile(weights / f"{name}{ext}", target / f"{name}{ext}")
@@ -47,25 +47,22 @@ def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root
         raise SystemExit(f"{config} is not a stage-2 config (train.mode: features); seeds re-runs only those.")
     run_dir, zoo = out / f"seed{seed}" / cfg["name"], out / f"seed{seed}" / "weights"
     if not (run_dir / "report_test.json").is_file():
+        from training.stage2 import backbone_names
+
         image_mods = [m for m in cfg["model"]["modalities"] if m != "metadata"]
         if image_mods:
-            scratch_zoo({**cfg, "model": {**cfg["model"], "modalities": image_mods}}, weights, zoo)
+            scratch_zoo(set(backbone_names(cfg["stage2"]["backbone"], image_mods).values()), weights, zoo)
         fit(cfg, data_root, str(run_dir), "cpu", command=f"python -m training.seeds --configs {config} --seeds {seed}",
             weights_dir=str(zoo))
     return json.loads((run_dir / "report_test.json").read_text())
-
-
-def _ms(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| entry | bal. acc. | macro AUC | macro F1 | per seed (bal. acc.) | seeds |", "|---|---|---|---|---|---|"]
     for name, reps in sorted(results.items(), key=lambda kv: -np.mean([r["balanced_accuracy"] for r in kv[1]])):
         bacc = [r["balanced_accuracy"] for r in reps]
-        lines.append(f"| `{name}` | {_ms(bacc)} | {_ms([r['macro']['auc'] for r in reps])} | "
-                     f"{_ms([r['macro_f1'] for r in reps])} | {', '.join(f'{b:.3f}' for b in bacc)} | {len(reps)} |")
+        lines.append(f"| `{name}` | {mean_std(bacc)} | {mean_std([r['macro']['auc'] for r in reps])} | "
+                     f"{mean_std([r['macro_f1'] for r in reps])} | {', '.join(f'{b:.3f}' for b in bacc)} | {len(reps)} |")
     return "\n".join(lines)
 
 

@@ -164,7 +164,7 @@ def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from skinui.calibration import decide_from_log_probs, fit_decision_weight
+    from skinui.calibration import decide_from_log_probs, fit_decision_weight, log_prevalence
     from skinui.metrics import classification_report
     from training.config import load_config
     from training.data import prepare, resolve_root
@@ -176,8 +176,7 @@ def lr_anchor(study: Study, folds: int, out: Path, data_root: str | None = None,
         blocks = {m: _image_matrix(prep, m) for m in ("clinical", "dermoscopic")}
         blocks["metadata"] = prep.meta
         train, val, test = prep.split["train"], prep.split["val"], prep.split["test"]
-        counts = np.bincount(prep.labels[train], minlength=len(prep.classes)).astype(np.float64)
-        log_prior = np.log((counts + 1.0) / (counts + 1.0).sum())  # as the networks' export
+        log_prior = log_prevalence(prep.labels[train], len(prep.classes))  # as the networks' export
         for label, _ in study.subsets:
             mods = [{"C": "clinical", "D": "dermoscopic", "M": "metadata"}[s] for s in label.split("+")]
             x = np.hstack([blocks[m] for m in mods])
@@ -205,7 +204,8 @@ def _image_matrix(prep: Any, modality: str) -> np.ndarray:
 
 
 # -- tables ----------------------------------------------------------------------------------------
-def _ms(values: Sequence[float | None]) -> str:
+def mean_std(values: Sequence[float | None]) -> str:
+    """'mean ± sample std' of the values given (Nones skipped), one value as itself, none as '-'."""
     v = np.array([x for x in values if x is not None], dtype=float)
     if not len(v):
         return "-"
@@ -213,8 +213,8 @@ def _ms(values: Sequence[float | None]) -> str:
 
 
 def _metric_row(label: str, runs: list[dict[str, Any]]) -> str:
-    cells = [_ms([r["macro"][k] for r in runs]) for k, _ in METRIC_COLUMNS]
-    return f"| {label} | " + " | ".join(cells + [_ms([r["balanced_accuracy"] for r in runs]), str(len(runs))]) + " |"
+    cells = [mean_std([r["macro"][k] for r in runs]) for k, _ in METRIC_COLUMNS]
+    return f"| {label} | " + " | ".join(cells + [mean_std([r["balanced_accuracy"] for r in runs]), str(len(runs))]) + " |"
 
 
 def load_results(out: Path, entry: str) -> list[dict[str, Any]]:
@@ -236,8 +236,8 @@ def tables(study: Study, out: Path, command: str) -> str:
                "| subset | LR macro AUC | JI-ADF macro AUC | LR bal. acc. | JI-ADF bal. acc. |\n|---|---|---|---|---|"]
         for label, e in study.subsets:
             runs, anchor = load_results(out, e), [r for r in lr if r["subset"] == label]
-            md.append(f"| {label} | {_ms([r['macro']['auc'] for r in anchor])} | {_ms([r['macro']['auc'] for r in runs])} "
-                      f"| {_ms([r['balanced_accuracy'] for r in anchor])} | {_ms([r['balanced_accuracy'] for r in runs])} |")
+            md.append(f"| {label} | {mean_std([r['macro']['auc'] for r in anchor])} | {mean_std([r['macro']['auc'] for r in runs])} "
+                      f"| {mean_std([r['balanced_accuracy'] for r in anchor])} | {mean_std([r['balanced_accuracy'] for r in runs])} |")
     full = load_results(out, study.subsets[-1][1])
     if full and full[0].get("alpha_by_class"):
         md += ["\n#### JI-ADF branch weights alpha per true class (test folds, mean over folds)\n",
@@ -249,8 +249,8 @@ def tables(study: Study, out: Path, command: str) -> str:
         subsets = list(full[0]["modality_ablation"])
         md += ["\n#### Trimodal JI-ADF with modalities switched off at inference (no retraining)\n",
                "| inputs given | macro AUC | bal. acc. |\n|---|---|---|"]
-        md += [f"| {s} | {_ms([r['modality_ablation'][s]['macro_auc'] for r in full])} | "
-               f"{_ms([r['modality_ablation'][s]['balanced_accuracy'] for r in full])} |" for s in subsets]
+        md += [f"| {s} | {mean_std([r['modality_ablation'][s]['macro_auc'] for r in full])} | "
+               f"{mean_std([r['modality_ablation'][s]['balanced_accuracy'] for r in full])} |" for s in subsets]
     return "\n".join(md) + "\n"
 
 

@@ -35,11 +35,10 @@ def bayes_accuracy(n: int = 8000, seed: int = 0) -> dict[tuple[str, ...], float]
     out = {}
     for subset in design.modality_subsets():
         images = [m for m in subset if m != "metadata"]
-        score = np.zeros((n, len(classes)))
-        for j, c in enumerate(classes):
-            fits = np.array([all(design.code(c, m) == design.code(classes[k], m) for m in images) for k in labels])
-            score[:, j] = np.where(fits, ll[:, m_codes.index(design.code(c, "metadata"))] if "metadata" in subset else 0.0,
-                                   -np.inf)
+        # same[j, k]: class j looks exactly like class k in every image modality of the subset
+        same = np.array([[all(design.code(c, m) == design.code(d, m) for m in images) for d in classes] for c in classes])
+        meta = ll[:, [m_codes.index(design.code(c, "metadata")) for c in classes]] if "metadata" in subset else 0.0
+        score = np.where(same[:, labels].T, meta, -np.inf)
         best = score == score.max(1, keepdims=True)
         hit = best[np.arange(n), labels] / best.sum(1)  # ties split evenly
         out[subset] = float(np.mean([hit[labels == k].mean() for k in range(len(classes))]))

@@ -151,12 +151,11 @@ class MetadataForm:
         """
         old_ds = (self.cards.get(old or "") or {}).get("dataset")
         new_ds = (self.cards.get(new or "") or {}).get("dataset")
-        keep = [gr.update() for _ in self.fields]
+        out = [gr.update() for _ in self.fields]
         if not old_ds or not new_ds or old_ds == new_ds:
-            return keep
+            return out
         typed = {concept(s.name): (s, v) for s, v in zip(self.fields, values)
                  if s.dataset == old_ds and to_raw(s, v) is not None}
-        out = keep
         for i, (spec, current) in enumerate(zip(self.fields, values)):
             if spec.dataset != new_ds or to_raw(spec, current) is not None or concept(spec.name) not in typed:
                 continue

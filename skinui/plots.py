@@ -123,3 +123,28 @@ def training_curves_figure(history: Sequence[Mapping[str, Any]], keys: Sequence[
             fig.add_trace(go.Scatter(x=epochs, y=[row.get(key) for row in history], mode="lines+markers", name=key))
     fig.update_layout(title="Training", xaxis_title="epoch", **_LAYOUT)
     return fig
+
+
+def interval_figure(rows: Sequence[Mapping[str, Any]], metric_label: str = "balanced accuracy",
+                    title: str = "Test-split scores with 95% bootstrap intervals") -> go.Figure:
+    """One point per entry (`label`, `estimate`, `lo`, `hi`, optional `highlight`), horizontal error bars.
+
+    Overlapping bars do not by themselves mean "indistinguishable": the paired interval of the
+    difference decides that (the figure's caller says so in words).
+    """
+    rows = [r for r in rows if r.get("estimate") is not None]
+    labels = [str(r["label"]) for r in rows]
+    est = np.array([float(r["estimate"]) for r in rows])
+    lo = np.array([float(r["lo"]) for r in rows])
+    hi = np.array([float(r["hi"]) for r in rows])
+    colours = ["#c0392b" if r.get("highlight") else "#2c7fb8" for r in rows]
+    fig = go.Figure(go.Scatter(
+        x=est, y=labels, mode="markers", marker={"color": colours, "size": 9},
+        error_x={"type": "data", "symmetric": False, "array": hi - est, "arrayminus": est - lo},
+        customdata=np.stack([lo, hi], axis=1) if rows else None,
+        hovertemplate="%{y}: %{x:.3f} (95% CI %{customdata[0]:.3f}–%{customdata[1]:.3f})<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title=metric_label, height=max(260, 28 * len(rows) + 110), **_LAYOUT)
+    fig.update_layout(margin={"l": 200, "r": 20, "t": 50, "b": 50})
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -36,6 +36,11 @@ class Schema:
     leak_field_specs: tuple[Field, ...] = ()  # how to encode a leak field if a user forces it
     provenance_fields: dict[str, str] = field(default_factory=dict)  # name -> why not an input
     class_names: dict[str, str] = field(default_factory=dict)  # code -> plain-language name
+    # Fields the release fills only on some collection pathway (PAD-UFES-20: only for biopsied
+    # lesions), so their missingness encodes the label; evaluation checks that blanking them
+    # leaves the predicted probability of `cancer_classes` where it was.
+    missingness_block: tuple[str, ...] = ()
+    cancer_classes: tuple[str, ...] = ()
     licence: str = ""
     citation: str = ""
 

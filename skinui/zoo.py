@@ -29,6 +29,34 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REQUIRED = ("name", "dataset", "modalities", "classes", "model", "sha256")
 
 
+# The schema every shipped card must carry in full, so that two entries are always compared under the
+# same calibration, the same decision rule and the same kind of evidence (`card_problems`).
+CALIBRATION_KEYS = ("temperature", "prior_weight", "log_prior", "decision", "decision_prior_weight", "ece",
+                    "ece_calibrated", "ece_floor", "n_bins", "bins", "bins_calibrated", "fitted_on", "measured_on")
+METRICS_KEYS = ("split", "balanced_accuracy", "accuracy", "macro_f1", "ece", "ece_calibrated", "ece_floor",
+                "n_cases", "macro", "per_class", "modality_ablation")
+INTERVAL_SPLITS = ("test", "val")
+
+
+def card_problems(card: dict[str, Any]) -> list[str]:
+    """What a card lacks of the current calibration / decision / evidence schema (empty when complete)."""
+    problems = [f"calibration.{k}" for k in CALIBRATION_KEYS if k not in (card.get("calibration") or {})]
+    if (card.get("calibration") or {}).get("decision") not in (None, "prevalence_adjusted"):
+        problems.append("calibration.decision is not prevalence_adjusted")
+    for block, split in (("metrics", "test"), ("metrics_val", "val")):
+        got = card.get(block) or {}
+        problems += [f"{block}.{k}" for k in METRICS_KEYS if k not in got]
+        if got and got.get("split") != split:
+            problems.append(f"{block}.split is not {split}")
+    for split in INTERVAL_SPLITS:
+        block = (card.get("intervals") or {}).get(split) or {}
+        problems += [f"intervals.{split}.{m}.ci" for m in ("balanced_accuracy", "macro_auc")
+                     if len((block.get(m) or {}).get("ci") or ()) != 2]
+    if "comparisons" not in card:
+        problems.append("comparisons")
+    return problems
+
+
 class ZooError(RuntimeError):
     """A zoo problem a user can act on; `str(err)` is the sentence to show."""
 

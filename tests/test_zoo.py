@@ -1,6 +1,7 @@
 """Zoo entries: save/load round trip bit-for-bit, tamper refusal, shared fp16 backbones, Entry.predict."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -185,3 +186,29 @@ def test_every_shipped_entry_loads_and_has_its_evaluation_report(name):
 def test_shipped_weights_stay_under_150_mb():
     total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     assert total < 150e6, f"weights/ holds {total / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in list_entries(SHIPPED)])
+def test_every_shipped_card_has_the_current_calibration_and_evidence_schema(name):
+    """One decision rule for every entry: a card that predates a field of the schema fails here."""
+    from skinui.zoo import card_problems
+
+    card = json.loads((SHIPPED / f"{name}.json").read_text())
+    assert card_problems(card) == []
+
+
+def test_card_problems_names_each_missing_field():
+    from skinui.zoo import card_problems
+
+    card = json.loads(next(SHIPPED.glob("ham10000_jf_metablock.json")).read_text())
+    assert card_problems(card) == []
+    broken = copy.deepcopy(card)
+    del broken["calibration"]["decision_prior_weight"]
+    del broken["metrics_val"]
+    broken["intervals"]["test"]["macro_auc"]["ci"] = []
+    problems = card_problems(broken)
+    assert "calibration.decision_prior_weight" in problems
+    assert "metrics_val.balanced_accuracy" in problems and "intervals.test.macro_auc.ci" in problems
+    broken = copy.deepcopy(card)
+    broken["calibration"]["decision"] = "argmax"
+    assert card_problems(broken) == ["calibration.decision is not prevalence_adjusted"]

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--weights", required=True, help="weights/NAME (the entry's files without extension)")
     e.add_argument("--dataset", help="dataset name (default: the entry's)")
     e.add_argument("--data-root", required=True)
-    e.add_argument("--split", default="test", choices=["test", "all"])
+    e.add_argument("--split", default="test", choices=["test", "val", "all"])
     e.add_argument("--out", required=True, help="folder for report.json and report.html")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--batch-size", type=int, default=64)

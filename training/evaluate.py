@@ -176,9 +176,11 @@ def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, calibration: d
     rep["ece_floor"] = ece_floor(calibrated)  # what perfect calibration would still measure on these cases
     rep["temperature"] = float(cal.get("temperature") or 1.0)
     rep["decision"] = cal.get("decision", "argmax")
-    ablation = {}
+    ablation, scored = {}, {}
     for subset, z in logits.items():
-        q = quick_scores(labels, softmax(calibrated_logits(z, cal)), len(classes), predicted=decide(z, cal))
+        scored[subset_name(subset)] = (softmax(calibrated_logits(z, cal)), decide(z, cal))
+        probs_s, pred_s = scored[subset_name(subset)]
+        q = quick_scores(labels, probs_s, len(classes), predicted=pred_s)
         ablation[subset_name(subset)] = {"balanced_accuracy": q["balanced_accuracy"], "macro_auc": q["macro_auc"]}
     rep["modality_ablation"] = ablation
     extras = {
@@ -186,6 +188,7 @@ def report(entry: Any, cases: Sequence[Case], labels: np.ndarray, calibration: d
         "bins": reliability_bins(probs, labels),
         "bins_calibrated": reliability_bins(calibrated, labels),
         "logits": logits[full],
+        "scored": scored,  # subset name -> (calibrated probabilities, decisions): for paired intervals
     }
     return rep, extras
 
@@ -209,12 +212,12 @@ def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> 
             f"evaluate it on a dataset with the same classes.")
     if split == "all":
         chosen, note = cases, f"all {len(cases)} labelled cases under {root}"
-    elif split == "test":
+    elif split in ("test", "val"):
         record = (card.get("training") or {}).get("split")
         if not record:
             raise EvaluationError(f"{card['name']}'s model card records no split; use --split all on unseen cases.")
         if dataset != card["dataset"]:
-            raise EvaluationError(f"{card['name']} was trained on {card['dataset']}, so it has no test split of "
+            raise EvaluationError(f"{card['name']} was trained on {card['dataset']}, so it has no {split} split of "
                                   f"{dataset}; use --split all.")
         parts, _ = make_split(dataset, cases, {**record, "group_key": record.get("group_key")})
         if case_ids_sha256(cases, parts["test"]) != record.get("test_sha256"):
@@ -222,9 +225,10 @@ def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> 
                 f"The {dataset} folder {root} is not the one {card['name']} was trained on (its re-derived test split "
                 f"differs from the recorded one), so the test split could include training cases. Point --data-root "
                 f"at the training data, or use --split all on cases the entry never saw.")
-        chosen, note = [cases[i] for i in parts["test"]], f"test split re-derived from the card ({record.get('description', '')})"
+        chosen = [cases[i] for i in parts[split]]
+        note = f"{split} split re-derived from the card ({record.get('description', '')})"
     else:
-        raise EvaluationError("--split must be test or all.")
+        raise EvaluationError("--split must be test, val or all.")
     if not chosen:
         raise EvaluationError("No cases to evaluate in that split.")
     labels = np.array([classes.index(c.label) for c in chosen], dtype=np.int64)
@@ -237,6 +241,8 @@ def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, 
     cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
     logits = subset_logits(entry, cases, batch_size, device, cache=cache)
     rep, extras = report(entry, cases, labels, logits=logits)
+    group_key = ((entry.card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
+    extras.update(cases=cases, labels=labels, groups=[c.group(group_key) for c in cases])
     return {"entry": entry.name, "dataset": dataset, "split": split, "split_note": note, **rep}, extras
 
 

@@ -5,7 +5,8 @@ dir (a finished one, or one killed after some epochs). Steps: save the entry (im
 optionally to `weights/shared/`, fp16), load it back with `skinui.zoo.load_entry`, fit the
 temperature on the validation split, score the test split with `training.evaluate.report`
 (exactly what `python -m training evaluate` computes), and save the card again with
-`metrics` and `calibration` filled in. The weights are not touched by the second save.
+`metrics` (test), `metrics_val` (validation, same decision rule: what choices read) and
+`calibration` filled in. The weights are not touched by the second save.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
 
     val = [prep.cases[i] for i in prep.split["val"]]
     cache = EncodeCache(Path(run_dir).parent / "_cache" / "encode")  # shared by every entry on the same encoder
-    val_logits = subset_logits(entry, val, cache=cache)[tuple(entry.model.modalities)]
+    val_subsets = subset_logits(entry, val, cache=cache)
+    val_logits = val_subsets[tuple(entry.model.modalities)]
     val_labels = prep.labels[prep.split["val"]]
     test_idx = prep.split["test"] or prep.split["val"]  # an official split without test: report on val
     test = [prep.cases[i] for i in test_idx]
@@ -112,6 +114,9 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     rep, _ = report(entry, test, test_labels, calibration=cal, logits=test_logits)
     card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
     card["metrics"] = card_metrics(rep, "test" if prep.split["test"] else "val")
+    # Validation scores under the same calibration and decision rule as test: what selection reads.
+    rep_val, _ = report(entry, val, val_labels, calibration=cal, logits=val_subsets)
+    card["metrics_val"] = card_metrics(rep_val, "val")
     # What storing the shared encoder in fp16 costs, measured where this run trained it (a stage-2
     # run loaded the encoder from that fp16 file, so there is nothing to compare).
     if specs and cfg["train"]["mode"] != "features":

@@ -24,6 +24,39 @@ def _table(rep: dict[str, Any]) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _diff(d: dict[str, Any]) -> str:
+    ba, auc = d["balanced_accuracy"], d["macro_auc"]
+    verdict = "differs" if ba["excludes_zero"] else "indistinguishable"
+    return (f"{ba['estimate']:+.3f} [{ba['ci'][0]:+.3f}, {ba['ci'][1]:+.3f}] ({verdict}) · macro AUC "
+            f"{auc['estimate']:+.3f} [{auc['ci'][0]:+.3f}, {auc['ci'][1]:+.3f}]")
+
+
+def _trust(rep: dict[str, Any]) -> str:
+    """Intervals, validation scores, paired differences and the collection check, where the report has them."""
+    parts = []
+    for split, block in (rep.get("intervals") or {}).items():
+        ba, auc = block["balanced_accuracy"], block["macro_auc"]
+        parts.append(f"<li>{split}: balanced accuracy {ba['estimate']:.3f} (95% CI {ba['ci'][0]:.3f}–{ba['ci'][1]:.3f}), "
+                     f"macro AUC {auc['estimate']:.3f} ({auc['ci'][0]:.3f}–{auc['ci'][1]:.3f}), "
+                     f"{block['n_groups']} groups</li>")
+    for role, diffs in (rep.get("comparisons") or {}).items():
+        for other, d in diffs.items():
+            parts.append(f"<li>minus {html.escape(other)} ({html.escape(role.removeprefix('vs_').replace('_', '-'))}): "
+                         f"balanced accuracy {_diff(d)}</li>")
+    if rep.get("metadata_adds"):
+        parts.append(f"<li>what metadata adds (shipped minus {html.escape(rep['metadata_adds']['without_metadata'])}): "
+                     f"balanced accuracy {_diff(rep['metadata_adds'])}</li>")
+    check = rep.get("collection_check")
+    if check:
+        parts.append(f"<li>blanking {len(check['block'])} collection-confounded fields on {check['n_complete']} complete "
+                     f"cases moves P({'+'.join(check['cancer_classes'])}) by {check['mean_shift_p_cancer']:+.3f} on average; "
+                     f"on complete cases balanced accuracy {check['complete_cases']['balanced_accuracy']['estimate']:.3f}</li>")
+    if not parts:
+        return ""
+    return ("<h2>Uncertainty and comparisons</h2><p>95% percentile bootstrap over lesions/patients; differences are "
+            "paired (same cases, same replicates).</p><ul>" + "".join(parts) + "</ul>")
+
+
 def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: dict[str, Any], inline_js: bool = False,
                js_src: str | None = None) -> None:
     """Write the report. plotly.js: embedded with `inline_js` (self-contained, ~4 MB), from a local
@@ -48,7 +81,7 @@ def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: di
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}.warn{{color:#a00}}</style></head><body>
 <h1>{html.escape(card.get('title') or rep['entry'])}</h1>
 <p>{html.escape(rep['dataset'])}, {html.escape(rep['split_note'])}. Research and teaching tool, not a medical device.</p>
-{leaky}<p>{summary}</p>{_table(rep)}
+{leaky}<p>{summary}</p>{_table(rep)}{_trust(rep)}
 {''.join(f'<div>{p}</div>' for p in parts)}
 </body></html>"""
     Path(path).write_text(page)

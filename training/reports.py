@@ -6,8 +6,11 @@
 Each entry is scored on its own re-derived, SHA-checked test split (`training evaluate`), as stored
 in `weights/` (fp16 included), and gets `OUT/<entry>/report.json` and `report.html`; the HTML pages
 share one local copy of plotly.js (`OUT/plotly.min.js`), so they work offline. `OUT/README.md`
-indexes them. `--update-cards` writes the measured test metrics and calibration bins back into
+indexes them. `--update-cards` writes the measured test metrics, calibration bins, validation metrics (same
+decision rule), bootstrap intervals and paired comparisons (`training/comparisons.py`) back into
 each model card, so the card, the app and the report show the same numbers for the stored weights.
+Every entry of a dataset named by NAMES is scored (the comparisons are paired across them); only
+NAMES are written.
 Entries whose dataset has no `--data` folder are listed as skipped, never silently dropped.
 """
 from __future__ import annotations
@@ -23,14 +26,30 @@ from training.evaluate import EncodeCache, EvaluationError, card_metrics, evalua
 
 
 def card_update(card: dict[str, Any], rep: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
-    """`card` with its test metrics and calibration measurements replaced by `rep`'s (same split only)."""
+    """`card` with its test metrics, calibration measurements and comparisons replaced by `rep`'s."""
     if rep["split"] != "test" or rep["dataset"] != card["dataset"]:
         raise EvaluationError(f"{card['name']}: only a test-split report of its own dataset may update its card.")
     card = {**card, "metrics": card_metrics(rep, "test")}
     card["calibration"] = {**card.get("calibration", {}), "ece": rep["ece"], "ece_calibrated": rep["ece_calibrated"],
                            "ece_floor": rep["ece_floor"],
                            "bins": extras["bins"], "bins_calibrated": extras["bins_calibrated"]}
+    for key in TRUST_KEYS:
+        if rep.get(key) is not None:
+            card[key] = rep[key]
+        else:
+            card.pop(key, None)
     return card
+
+
+# What `training.reports` adds to a report (and, with --update-cards, to the card) beyond the metrics.
+TRUST_KEYS = ("metrics_val", "intervals", "comparisons", "metadata_adds", "collection_check")
+
+
+def _ci(block: dict[str, Any] | None, metric: str) -> str:
+    if not block:
+        return ""
+    lo, hi = block[metric]["ci"]
+    return f" ({lo:.3f}–{hi:.3f})"
 
 
 def index_markdown(rows: list[dict[str, Any]], skipped: list[str], command: str) -> str:
@@ -40,11 +59,18 @@ def index_markdown(rows: list[dict[str, Any]], skipped: list[str], command: str)
              "ECE floor: the ECE a perfectly calibrated model with the same probabilities would still measure",
              "on this many cases (labels drawn from its own probabilities, 200 draws): the finite-sample bias of",
              "the 15-bin ECE, large on small test splits.", "",
-             "| entry | dataset | cases | balanced acc. | macro AUC | macro F1 | ECE → calibrated (floor) | report |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Brackets: 95% bootstrap intervals over lesions/patients (2,000 replicates). *val* is the",
+             "validation split under the same decision rule (what choices read); the test split is read once.", "",
+             "| entry | dataset | cases | balanced acc. (95% CI) | macro AUC (95% CI) | val bal. acc. | macro F1 | "
+             "ECE → calibrated (floor) | report |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['entry']} | {r['dataset']} | {r['n_cases']} | {r['balanced_accuracy']:.3f} | "
-                     f"{r['macro']['auc']:.3f} | {r['macro_f1']:.3f} | {r['ece']:.3f} → {r['ece_calibrated']:.3f} "
+        test_ci = (r.get("intervals") or {}).get("test")
+        val = (r.get("metrics_val") or {}).get("balanced_accuracy")
+        lines.append(f"| {r['entry']} | {r['dataset']} | {r['n_cases']} | {r['balanced_accuracy']:.3f}"
+                     f"{_ci(test_ci, 'balanced_accuracy')} | {r['macro']['auc']:.3f}{_ci(test_ci, 'macro_auc')} | "
+                     f"{'n/a' if val is None else f'{val:.3f}'} | "
+                     f"{r['macro_f1']:.3f} | {r['ece']:.3f} → {r['ece_calibrated']:.3f} "
                      f"({r['ece_floor']:.3f}) | "
                      f"[html]({r['entry']}/report.html) · [json]({r['entry']}/report.json) |")
     if skipped:
@@ -52,10 +78,44 @@ def index_markdown(rows: list[dict[str, Any]], skipped: list[str], command: str)
     return "\n".join(lines) + "\n"
 
 
+def score_dataset(cards: list[dict[str, Any]], root: str, weights_dir: str, device: Any, cache: EncodeCache,
+                  skipped: dict[str, str]) -> dict[str, tuple[Any, dict[str, Any], dict[str, Any]]]:
+    """Every entry of one dataset on its validation and test splits, then the intervals and paired
+    comparisons between them: name -> (entry, test report with the trust keys, test figure extras)."""
+    from skinui.datasets import schema_for
+    from skinui.zoo import load_entry
+    from training import comparisons as cmp
+
+    out: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
+    val_scored, test_scored = {}, {}
+    for card in cards:
+        entry = load_entry(card["name"], weights_dir)
+        try:
+            rep, extras = evaluate_entry(entry, card["dataset"], root, "test", device, cache=cache)
+            rep_val, extras_val = evaluate_entry(entry, card["dataset"], root, "val", device, cache=cache)
+        except EvaluationError as err:
+            skipped[card["name"]] = str(err)
+            continue
+        mods = entry.model.modalities
+        test_scored[card["name"]] = cmp.Scored.from_extras(card["name"], extras, mods)
+        val_scored[card["name"]] = cmp.Scored.from_extras(card["name"], extras_val, mods)
+        rep["metrics_val"] = card_metrics(rep_val, "val")
+        rep["intervals"] = {"test": cmp.intervals(test_scored[card["name"]]),
+                            "val": cmp.intervals(val_scored[card["name"]])}
+        rep["metadata_adds"] = cmp.metadata_adds(test_scored[card["name"]])
+        rep["collection_check"] = cmp.collection_check(entry, schema_for(card["dataset"]), extras)
+        out[card["name"]] = (entry, rep, extras)
+    # "best" is chosen on validation: the cards as they are about to be written
+    chosen = [{**entry.card, "metrics_val": rep["metrics_val"]} for entry, rep, _ in out.values()]
+    for name, found in cmp.compare_dataset(chosen, test_scored).items():
+        out[name][1]["comparisons"] = found
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import plotly
 
-    from skinui.zoo import list_entries, load_entry, write_card
+    from skinui.zoo import list_entries, write_card
     from training.report_html import write_html
     from training.runtime import pick_device
 
@@ -75,26 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     device, cache = pick_device(args.device), EncodeCache()
     every = list_entries(args.weights_dir)
     cards = [c for c in every if not args.names or c["name"] in args.names]
-    done, skipped = 0, {}  # entry -> why it was not scored this time
-    for card in cards:
-        name, dataset = card["name"], card["dataset"]
+    skipped: dict[str, str] = {}  # entry -> why it was not scored this time
+    # Comparisons are paired across a dataset's entries, so every entry of a touched dataset is scored.
+    datasets = sorted({c["dataset"] for c in cards})
+    done = 0
+    for dataset in datasets:
         if dataset not in roots:
-            skipped[name] = f"no --data {dataset}=DIR"
+            skipped.update({c["name"]: f"no --data {dataset}=DIR" for c in cards if c["dataset"] == dataset})
             continue
-        entry = load_entry(name, args.weights_dir)
-        try:
-            rep, extras = evaluate_entry(entry, dataset, roots[dataset], "test", device, cache=cache)
-        except EvaluationError as err:
-            skipped[name] = str(err)
-            continue
-        (out / name).mkdir(exist_ok=True)
-        (out / name / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
-        write_html(out / name / "report.html", rep, extras, entry.card, js_src="../plotly.min.js")
-        if args.update_cards:
-            write_card(card_update(entry.card, rep, extras), args.weights_dir)
-        done += 1
-        print(f"{name}: balanced accuracy {rep['balanced_accuracy']:.3f}, macro AUC {rep['macro']['auc']:.3f}, "
-              f"ECE {rep['ece_calibrated']:.3f}", file=sys.stderr)
+        scored = score_dataset([c for c in every if c["dataset"] == dataset], roots[dataset], args.weights_dir,
+                               device, cache, skipped)
+        for name, (entry, rep, extras) in scored.items():
+            if args.names and name not in args.names:
+                continue
+            (out / name).mkdir(exist_ok=True)
+            (out / name / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
+            write_html(out / name / "report.html", rep, extras, entry.card, js_src="../plotly.min.js")
+            if args.update_cards:
+                write_card(card_update(entry.card, rep, extras), args.weights_dir)
+            done += 1
+            print(f"{name}: balanced accuracy {rep['balanced_accuracy']:.3f}{_ci(rep['intervals']['test'], 'balanced_accuracy')}, "
+                  f"macro AUC {rep['macro']['auc']:.3f}, val {rep['metrics_val']['balanced_accuracy']:.3f}", file=sys.stderr)
     command = "python -m training.reports " + " ".join(f"--data {k}={v}" for k, v in roots.items()) + \
         f" --out {args.out}" + (" --update-cards" if args.update_cards else "")
     previous = (out / "README.md").read_text().split("```bash\n") if (out / "README.md").is_file() else []

@@ -5,7 +5,10 @@ with `train.seed=K` for every K given (seed 0 is the shipped entry, read from it
 into a scratch zoo under OUT (never into `weights/`), and prints a markdown table of the test
 metrics, mean ± sample std over all seeds:
 
-    python -m training.seeds --configs synthderm_late_concat synthderm_jiadf --seeds 1 2 3 4
+    python -m training.seeds --configs synthderm_late_concat synthderm_jiadf --seeds 1 2 3 4 [--update-cards]
+
+`--update-cards` writes mean, sample sd and the per-seed values into each shipped card's `seeds`
+block, which RESULTS and the app show next to the shipped seed.
 
 Only stage-2 configs (`train.mode: features`): their frozen stage-1 encoders are copied from
 `weights/` into the scratch zoo, so every seed trains the same head on the same features.
@@ -66,6 +69,19 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(reports: list[dict[str, Any]], seeds: list[int], command: str) -> dict[str, Any]:
+    """The card's `seeds` block: test metrics over training seeds (seed 0 = the shipped entry)."""
+    def stats(values: list[float]) -> dict[str, Any]:
+        arr = np.asarray(values, dtype=np.float64)
+        return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+                "values": [float(v) for v in arr]}
+
+    return {"seeds": seeds, "split": "test", "command": command,
+            "balanced_accuracy": stats([r["balanced_accuracy"] for r in reports]),
+            "macro_auc": stats([r["macro"]["auc"] for r in reports]),
+            "macro_f1": stats([r["macro_f1"] for r in reports])}
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.config import load_config
 
@@ -74,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4], help="extra training seeds (0 = shipped)")
     ap.add_argument("--out", default=str(REPO / "runs" / "seeds"))
     ap.add_argument("--weights-dir", default=str(REPO / "weights"), help="the zoo holding the seed-0 entries")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="write mean and sd over the seeds into each shipped card (its `seeds` block)")
     args = ap.parse_args(argv)
     weights, out = Path(args.weights_dir), Path(args.out)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -88,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{config} seed {seed}: balanced accuracy {results[config][-1]['balanced_accuracy']:.3f}",
                   file=sys.stderr)
     print(table(results))
+    if args.update_cards:
+        from skinui.zoo import write_card
+
+        for config, reports in results.items():
+            card = json.loads((weights / f"{config}.json").read_text())
+            command = f"python -m training.seeds --configs {config} --seeds {' '.join(map(str, args.seeds))}"
+            card["seeds"] = seed_summary(reports, [0, *args.seeds], command)
+            write_card(card, weights)
     return 0
 
 

@@ -7,13 +7,15 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from skinui import evidence, plots
 from skinui.cases import IMAGE_MODALITIES
 from skinui.ui import figures, texts
 from skinui.ui.service import AppError, EntryCache, build_case, card_fusion, card_structure, short_modalities
 from skinui.ui.session import AppContext, Session
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
-COLUMNS = ["entry", "inputs", "fusion", "structure", "prediction", "confidence", "agrees with majority"]
+COLUMNS = ["entry", "inputs", "fusion", "structure", "prediction", "confidence", "agrees with majority",
+           "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
 
 
 def datasets(cache: EntryCache) -> list[str]:
@@ -43,10 +45,28 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
         thumbs = [(figures.thumbnail(figures.overlay(session.images[m], heat, 0.5)), f"{name} · {m}")
                   for m in IMAGE_MODALITIES if (heat := gradcam_encoded(enc, m, t)) is not None]
     card = cache.card(name)
-    row = {"entry": name, "inputs": short_modalities(card.get("modalities", [])), "fusion": card_fusion(card),
-           "structure": card_structure(card), "prediction": summary["prediction"],
+    row = {"entry": name + (" (LEAKY)" if card.get("leaky") else ""), "inputs": short_modalities(card.get("modalities", [])),
+           "fusion": card_fusion(card), "structure": card_structure(card), "prediction": summary["prediction"],
            "confidence": round(summary["confidence"], 3)}
     return row, thumbs
+
+
+def evidence_columns(card: dict[str, Any], best: str | None) -> dict[str, str]:
+    """The card's test scores with intervals and its paired difference to the best entry on validation."""
+    val = evidence.metric(card, "balanced_accuracy", "val")
+    return {"test bal. acc. (95% CI)": evidence.with_interval(card, "balanced_accuracy"),
+            "test macro AUC (95% CI)": evidence.with_interval(card, "macro_auc"),
+            "val bal. acc.": "n/a" if val is None else f"{val:.3f}",
+            "vs best on validation (paired)": evidence.versus_text(card, best) if best else ""}
+
+
+def evidence_view(cache: EntryCache, dataset: str | None) -> tuple[Any, str]:
+    """(interval figure, sentence) for the dataset's entries, from their cards alone (no case needed)."""
+    cards = [c for c in cache.cards if c.get("dataset") == dataset]
+    rows = evidence.interval_rows(cards)
+    if not rows:
+        return None, "These entries' cards carry no intervals yet (`python -m training.reports --update-cards`)."
+    return plots.interval_figure(rows), evidence.indistinguishable_sentence(cards)
 
 
 def compare(cache: EntryCache, dataset: str | None, session: Session, progress: Any = None) -> tuple[pd.DataFrame, list, str]:
@@ -67,6 +87,10 @@ def compare(cache: EntryCache, dataset: str | None, session: Session, progress: 
         gallery += thumbs
     if not rows:
         return pd.DataFrame(columns=COLUMNS), [], "No entry of this dataset could run: " + "; ".join(failed)
+    cards = [c for c in cache.cards if c.get("dataset") == dataset]
+    best = evidence.best_on_validation(cards)
+    for r in rows:
+        r.update(evidence_columns(cache.card(r["entry"].removesuffix(" (LEAKY)")), best))
     votes = Counter(r["prediction"] for r in rows)
     majority, count = votes.most_common(1)[0]
     for r in rows:
@@ -90,6 +114,11 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         frame = gr.Dataframe(headers=COLUMNS, interactive=False, label="Predictions", elem_id="compare-table")
         gallery = gr.Gallery(label="Grad-CAM thumbnails (predicted class)", columns=6, height=240,
                              elem_id="compare-gallery")
+        with gr.Accordion("How sure are these scores? (test split, 95% intervals)", open=True):
+            first_fig, first_text = evidence_view(ctx.cache, default)
+            intervals_text = gr.Markdown(first_text, elem_id="compare-intervals-text")
+            intervals_plot = gr.Plot(first_fig, label="Balanced accuracy with 95% bootstrap intervals",
+                                     elem_id="compare-intervals")
         with gr.Accordion("What each method does (for teachers)", open=True):
             methods = gr.Markdown(methods_markdown(ctx.cache, default), elem_id="compare-methods")
 
@@ -98,4 +127,8 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         return frame_, gallery_, text_
 
     run.click(on_run, [dataset, session_state], [frame, gallery, text], api_visibility="private")
-    dataset.change(lambda ds: methods_markdown(ctx.cache, ds), [dataset], [methods], api_visibility="private")
+    def on_dataset(ds: str) -> tuple[str, Any, str]:
+        fig, sentence = evidence_view(ctx.cache, ds)
+        return methods_markdown(ctx.cache, ds), fig, sentence
+
+    dataset.change(on_dataset, [dataset], [methods, intervals_plot, intervals_text], api_visibility="private")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from skinui import evidence
 from skinui.cases import IMAGE_MODALITIES, SHORT, Case, ImageError, load_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,15 +59,12 @@ def usable_modalities(card: dict[str, Any]) -> list[str]:
 
 
 def headline_metrics(card: dict[str, Any]) -> str:
-    """'BACC 0.71 · AUC 0.91' from the card's metrics summary (what is there)."""
-    metrics = card.get("metrics") or {}
+    """'BACC 0.71 [0.62–0.80] · AUC 0.91' from the card's test metrics and their 95% intervals."""
     parts = []
-    bacc = metrics.get("balanced_accuracy")
-    auc = (metrics.get("macro") or {}).get("auc", metrics.get("macro_auc"))
-    if isinstance(bacc, (int, float)):
-        parts.append(f"BACC {bacc:.2f}")
-    if isinstance(auc, (int, float)):
-        parts.append(f"AUC {auc:.2f}")
+    for label, name in (("BACC", "balanced_accuracy"), ("AUC", "macro_auc")):
+        value, ci = evidence.metric(card, name), evidence.interval(card, name)
+        if value is not None:
+            parts.append(f"{label} {value:.2f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else ""))
     return " · ".join(parts) or "no test metrics"
 
 
@@ -77,7 +75,8 @@ def short_modalities(modalities: list[str]) -> str:
 def entry_label(card: dict[str, Any]) -> str:
     """Dropdown label: dataset first so entries read grouped by dataset."""
     mods = short_modalities(list(card.get("modalities", []))) + ("" if takes_pixels(card) else ", concept scores")
-    return (f"{card.get('dataset', '?')} · {card['name']} ({mods}, {card_fusion(card)}, "
+    leaky = "LEAKY, for teaching: " if card.get("leaky") else ""
+    return (f"{card.get('dataset', '?')} · {card['name']} ({leaky}{mods}, {card_fusion(card)}, "
             f"{card_structure(card)}; {headline_metrics(card)})")
 
 
@@ -114,16 +113,18 @@ class EntryCache:
         raise AppError(f"There is no model entry called {name!r}; choose one of: {known}.")
 
     def default_name(self, preferred: str | None = None) -> str | None:
-        """`preferred` if installed, else one that takes photos: a trimodal JI-ADF, else the most modalities."""
+        """`preferred` if installed, else the best on validation among those taking the most photo inputs."""
         if preferred:
             self.card(preferred)  # raises a sentence when unknown
             return preferred
         if not self.cards:
             return None
-        ranked = sorted(self.cards, key=lambda c: (not takes_pixels(c), -len(c.get("modalities", [])),
-                                                   card_structure(c) != "jiadf", str(c.get("dataset")) != "synthderm",
-                                                   c["name"]))
-        return ranked[0]["name"]
+        # Among the entries that take the most photo-bearing inputs, the one best on *validation*
+        # (never the test split); leaky entries never.
+        usable = [c for c in self.cards if not c.get("leaky")] or self.cards
+        widest = max((takes_pixels(c), len(c.get("modalities", []))) for c in usable)
+        candidates = [c for c in usable if (takes_pixels(c), len(c.get("modalities", []))) == widest]
+        return evidence.best_on_validation(candidates) or sorted(c["name"] for c in candidates)[0]
 
     def _get(self, name: str) -> tuple[Any, threading.Lock]:
         with self._lock:

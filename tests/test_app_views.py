@@ -30,8 +30,9 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
-    make_demo_entry(folder, "tri_jiadf", image_size=SIZE)
-    make_demo_entry(folder, "tri_jf", image_size=SIZE, structure="jf", fusion="concat", seed=1)
+    make_demo_entry(folder, "tri_jiadf", image_size=SIZE, val_balanced_accuracy=0.5)
+    make_demo_entry(folder, "tri_jf", image_size=SIZE, structure="jf", fusion="concat", seed=1,
+                    val_balanced_accuracy=0.3)
     make_demo_entry(folder, "dm_late", image_size=SIZE, structure="late", modalities=("dermoscopic", "metadata"))
     demo, ctx = build_app(folder)
     return ctx
@@ -55,9 +56,15 @@ def analysed(app):
     return session, status
 
 
-def test_default_entry_prefers_a_trimodal_jiadf(app):
+def test_default_entry_is_the_best_trimodal_entry_on_validation(app, tmp_path):
     assert app.default == "tri_jiadf"
     assert app.cache.names() == ["dm_late", "tri_jf", "tri_jiadf"]
+    # the choice reads validation, never structure names or the test split
+    make_demo_entry(tmp_path, "tri_jiadf", image_size=SIZE, val_balanced_accuracy=0.3)
+    make_demo_entry(tmp_path, "tri_jf", image_size=SIZE, structure="jf", fusion="concat", val_balanced_accuracy=0.6)
+    make_demo_entry(tmp_path, "dm_late", image_size=SIZE, structure="late", modalities=("dermoscopic", "metadata"),
+                    val_balanced_accuracy=0.9)  # best on validation, but takes fewer inputs
+    assert EntryCache(tmp_path).default_name() == "tri_jf"
 
 
 def test_form_is_generated_from_the_cards(app):

@@ -47,13 +47,18 @@ def test_pad_ufes20_counts_masks_and_types():
     assert Counter(c.label for c in result.cases) == PAD_COUNTS
     assert all(isinstance(c.clinical, ImageRef) and c.dermoscopic is None for c in result.cases)
     assert all(isinstance(c.mask, ImageRef) and c.mask.path.name.endswith("_mask.png") for c in result.cases)
-    assert len(schema_for("pad-ufes-20").fields) == 21
+    schema = schema_for("pad-ufes-20")
+    # 8 clinical inputs; the 13-field lifestyle/history/diameter block is read but is a leak field
+    assert len(schema.fields) == 8 and len(schema.missingness_block) == 13
+    assert set(schema.missingness_block) <= set(schema.leak_fields)
     for c in result.cases:
         assert c.metadata["itch"] in (True, False, None)
         assert c.metadata["fitspatrick"] is None or 1 <= c.metadata["fitspatrick"] <= 6
     # About 37% of rows leave the lifestyle fields empty: they must come out missing, not False.
     empty = sum(c.metadata["smoke"] is None for c in result.cases) / len(result.cases)
     assert 0.3 < empty < 0.45
+    # ... and every one of those rows is a lesion that was not biopsied: never a cancer (the leak)
+    assert not any(c.metadata["smoke"] is None and c.label in schema.cancer_classes for c in result.cases)
 
 
 def test_pad_split_groups_by_patient():

@@ -93,7 +93,8 @@ def test_real_pad_ufes20_metadata_entry_end_to_end(tmp_path):
     from conftest import data_dir
 
     pad = data_dir("pad-ufes-20")
-    cfg = tiny_config("pad_meta_smoke", "full", epochs=2, batch_size=32)
+    cfg = tiny_config("pad_meta_smoke", "full", epochs=15, batch_size=32, select_metric="macro_auc",
+                      optimizer={"name": "adam", "lr": 1e-2})
     cfg.update(dataset="pad-ufes-20", split={"method": "grouped", "fractions": [0.7, 0.15, 0.15]})
     cfg["model"].update(modalities=["metadata"], structure={"name": "late"}, modality_dropout=0.0)
     run_fit(cfg, pad, tmp_path)
@@ -104,7 +105,9 @@ def test_real_pad_ufes20_metadata_entry_end_to_end(tmp_path):
     card = json.loads((tmp_path / "weights" / "pad_meta_smoke.json").read_text())
     assert rep["n_cases"] == card["training"]["split"]["sizes"]["test"] > 50
     assert set(rep["per_class"]) == {"ACK", "BCC", "MEL", "NEV", "SCC", "SEK"}
-    assert rep["macro"]["auc"] > 0.55  # two epochs on 21 clinical fields already rank better than chance
+    # 15 epochs on the 8 clean clinical fields rank better than chance (the 21-field version passed on the
+    # leaky block's blanks after 2 epochs)
+    assert rep["macro"]["auc"] > 0.6
 
 
 def test_encode_cache_reuses_backbone_features_and_changes_nothing(trained, tmp_path):

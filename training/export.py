@@ -80,6 +80,7 @@ def base_card(cfg: dict[str, Any], prep: Prepared, model: Any, summary: dict[str
             "epochs_run": summary.get("epochs_run"),
             "best_epoch": summary.get("best_epoch"),
             "select_metric": summary.get("select_metric"),
+            "select_decision": summary.get("select_decision", "argmax of the uncalibrated softmax"),
             "date": dt.date.today().isoformat(),
             "skipped": prep.skipped,
         },

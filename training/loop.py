@@ -192,8 +192,11 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
     if rt.is_main:
         if (run_dir / "best.safetensors").is_file():
             model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(rt.device)))
+        # The per-epoch validation scores (metrics.jsonl, best_value) decide by argmax on the raw
+        # softmax: calibration and the prevalence rule are fitted only after training. They steer
+        # selection; compare test numbers with the card's `metrics_val` (same rule), never with these.
         summary = {"epochs_run": len(history), "best_epoch": best["epoch"], "select_metric": metric,
-                   "best_value": best["value"],
+                   "best_value": best["value"], "select_decision": "argmax of the uncalibrated softmax",
                    "seconds": round(time.time() - started + sum(r["seconds"] for r in history[:start]), 1), "device": rt.describe(),
                    "command": command}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))

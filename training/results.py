@@ -1,9 +1,11 @@
-"""`python -m training.results --dataset NAME [--baseline ENTRY]`: the RESULTS.md table of a dataset.
+"""`python -m training.results --dataset NAME`: the RESULTS.md tables of a dataset, from the model cards.
 
-Reads the model cards in `weights/` (their `metrics` block is the test-split report written by
-`fit`'s export, i.e. exactly what `python -m training evaluate --split test` recomputes), so the
-table can always be regenerated from what ships. With `--baseline`, a column gives each entry's
-balanced-accuracy gap to that entry (e.g. the image-only baseline), losers included.
+Reads the cards in `weights/` (written by `fit`'s export and refreshed by `python -m training.reports
+--update-cards`, which adds the validation metrics, the group-bootstrap intervals and the paired
+comparisons; `python -m training.seeds --update-cards` adds the seed spread), so every table can be
+regenerated from what ships. The "best" entry is chosen on validation balanced accuracy and its
+test number reported as it comes; a difference is called a difference only when its paired 95%
+interval excludes 0.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from skinui import evidence
 from skinui.zoo import list_entries
 
 
@@ -26,43 +29,138 @@ def _describe(card: dict[str, Any]) -> str:
     return f"{mods} · {structure}" + (f" · {fusion}" if fusion and structure not in ("late",) else "")
 
 
-def table(dataset: str, baseline: str | None = None, weights_dir: str | None = None) -> str:
+def _name(card: dict[str, Any]) -> str:
+    return f"`{card['name']}`" + (" (**leaky**)" if card.get("leaky") else "")
+
+
+def _diff(d: dict[str, Any] | None, metric: str = "balanced_accuracy") -> str:
+    if not d:
+        return ""
+    m = d[metric]
+    mark = "" if m["excludes_zero"] else " ≈"
+    return f"{m['estimate']:+.3f} [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]{mark}"
+
+
+def _seeds(card: dict[str, Any]) -> str:
+    s = card.get("seeds")
+    if not s:
+        return ""
+    b = s["balanced_accuracy"]
+    return f"{b['mean']:.3f} ± {b['sd']:.3f} ({len(s['seeds'])})"
+
+
+def main_table(cards: list[dict[str, Any]]) -> str:
+    best = evidence.best_on_validation(cards)
+    head = ("| entry | inputs · structure · fusion | val bal. acc. | test bal. acc. (95% CI) | test macro AUC (95% CI) | "
+            "macro F1 | ECE raw → calibrated (floor) | bal. acc. over seeds (n) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    key = lambda c: -(evidence.metric(c, "balanced_accuracy", "val") or 0)  # noqa: E731
+    for c in sorted(cards, key=key):
+        m = c["metrics"]
+        star = " ★" if c["name"] == best else ""
+        lines.append(f"| {_name(c)}{star} | {_describe(c)} | {_f(evidence.metric(c, 'balanced_accuracy', 'val'))} | "
+                     f"{evidence.with_interval(c, 'balanced_accuracy')} | {evidence.with_interval(c, 'macro_auc')} | "
+                     f"{_f(m.get('macro_f1'))} | {_f(m.get('ece'))} → {_f(m.get('ece_calibrated'))} "
+                     f"({_f(m.get('ece_floor'))}) | {_seeds(c)} |")
+    return "\n".join(lines)
+
+
+def comparison_table(cards: list[dict[str, Any]]) -> str:
+    """Paired differences in test balanced accuracy (and macro AUC) to the reference entries."""
+    rows = []
+    for c in cards:
+        comps = c.get("comparisons") or {}
+        image = next(iter((comps.get("vs_image_only") or {}).items()), (None, None))
+        meta = next(iter((comps.get("vs_metadata_only") or {}).items()), (None, None))
+        best = next(iter((comps.get("vs_best") or {}).items()), (None, None))
+        if not any(v for _, v in (image, meta, best)):
+            continue
+        rows.append(f"| {_name(c)} | {_diff(image[1])} | {_diff(image[1], 'macro_auc')} | {_diff(meta[1])} | "
+                    f"{_diff(meta[1], 'macro_auc')} | {_diff(best[1])} |")
+    if not rows:
+        return ""
+    refs = {role: next(iter((c.get("comparisons") or {}).get(role) or {}), None) for c in cards
+            for role in ("vs_image_only", "vs_metadata_only") if (c.get("comparisons") or {}).get(role)}
+    head = (f"| entry | − image-only `{refs.get('vs_image_only')}`: bal. acc. | macro AUC | − metadata-only "
+            f"`{refs.get('vs_metadata_only')}`: bal. acc. | macro AUC | − best on validation: bal. acc. |")
+    return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
+
+
+def metadata_table(cards: list[dict[str, Any]]) -> str:
+    """What metadata adds: each fusion entry against its own metadata-off ablation, and against the image-only entry."""
+    rows = []
+    for c in cards:
+        adds = c.get("metadata_adds")
+        if not adds:
+            continue
+        off = (c["metrics"].get("modality_ablation") or {}).get(adds["without_metadata"]) or {}
+        image = next(iter(((c.get("comparisons") or {}).get("vs_image_only") or {}).values()), None)
+        rows.append(f"| {_name(c)} | {_f(off.get('balanced_accuracy'))} → {_f(c['metrics']['balanced_accuracy'])} | "
+                    f"{_diff(adds)} | {_f(off.get('macro_auc'))} → {_f(c['metrics']['macro']['auc'])} | "
+                    f"{_diff(adds, 'macro_auc')} | {_diff(image)} |")
+    if not rows:
+        return ""
+    head = ("| entry | bal. acc. metadata off → on | paired Δ (95% CI) | macro AUC off → on | paired Δ (95% CI) | "
+            "Δ bal. acc. vs the separate image-only entry |")
+    return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
+
+
+def collection_table(cards: list[dict[str, Any]]) -> str:
+    """The blanking check and the complete-case metrics (datasets with a collection-confounded block)."""
+    rows = []
+    for c in cards:
+        chk = c.get("collection_check")
+        if not chk:
+            continue
+        cc = chk["complete_cases"]
+        rows.append(f"| {_name(c)} | {chk['mean_shift_p_cancer']:+.3f} | {chk['max_abs_shift_p_cancer']:.3f} | "
+                    f"{evidence.with_interval(c, 'balanced_accuracy')} | "
+                    f"{cc['balanced_accuracy']['estimate']:.3f} ({cc['balanced_accuracy']['ci'][0]:.3f}–"
+                    f"{cc['balanced_accuracy']['ci'][1]:.3f}) | {_f(cc['macro_auc']['estimate'])} | {chk['n_complete']} |")
+    if not rows:
+        return ""
+    chk = next(c["collection_check"] for c in cards if c.get("collection_check"))
+    head = (f"| entry | mean Δ P({'+'.join(chk['cancer_classes'])}) when the block is blanked | max abs Δ | "
+            f"bal. acc. all test cases | bal. acc. complete cases only | macro AUC complete cases | complete cases |")
+    return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
+
+
+def tables(dataset: str, weights_dir: str | None = None) -> str:
     cards = [c for c in list_entries(weights_dir) if c.get("dataset") == dataset and c.get("metrics")]
     if not cards:
         raise SystemExit(f"No entries with metrics for {dataset} in weights/; train them first (training/README.md).")
-    base = next((c for c in cards if c["name"] == baseline), None)
-    if baseline and base is None:
-        raise SystemExit(f"Baseline entry {baseline} is not in weights/.")
     n = cards[0]["metrics"].get("n_cases")
-    head = ("| entry | inputs · structure · fusion | bal. acc. | macro AUC | AUC>80% sens | AP | macro F1 | "
-            "sens | spec | Dice | PPV | NPV | ECE raw → calibrated (floor) |" + (" Δ bal. acc. vs baseline |" if base else ""))
-    lines = [f"Test split: {n} cases, never used for training, model selection or calibration. ECE floor: what "
-             f"perfectly calibrated probabilities would still measure on {n} cases (`skinui.calibration.ece_floor`).",
-             "", head,
-             "|" + "---|" * (head.count("|") - 1)]
-    for c in sorted(cards, key=lambda c: -(c["metrics"].get("balanced_accuracy") or 0)):
-        m, mac = c["metrics"], c["metrics"].get("macro") or {}
-        row = (f"| `{c['name']}` | {_describe(c)} | {_f(m.get('balanced_accuracy'))} | {_f(mac.get('auc'))} | "
-               f"{_f(mac.get('auc_sens_80'))} | {_f(mac.get('ap'))} | {_f(m.get('macro_f1'))} | "
-               f"{_f(mac.get('sensitivity'))} | {_f(mac.get('specificity'))} | {_f(mac.get('dice'))} | "
-               f"{_f(mac.get('ppv'))} | {_f(mac.get('npv'))} | {_f(m.get('ece'))} → {_f(m.get('ece_calibrated'))} "
-               f"({_f(m.get('ece_floor'))}) |")
-        if base:
-            gap = (m.get("balanced_accuracy") or 0) - (base["metrics"].get("balanced_accuracy") or 0)
-            row += f" {gap * 100:+.1f} |"
-        lines.append(row)
-    lines += ["", "Commands (each entry's card records its own):", ""]
-    lines += [f"- `{c['name']}`: `{(c.get('training') or {}).get('command', '')}`" for c in cards]
-    return "\n".join(lines)
+    n_val = (cards[0].get("metrics_val") or {}).get("n_cases")
+    parts = [f"Test split: {n} cases, read once (never used for training, selection or calibration); validation: "
+             f"{n_val} cases (selection, calibration and the decision rule; so validation scores are optimistic). "
+             f"★ = best on validation. Brackets: 95% percentile bootstrap over groups (lesions or patients), 2,000 "
+             f"replicates. ECE floor: what perfectly calibrated probabilities would still measure on {n} cases.",
+             "", main_table(cards)]
+    comp = comparison_table(cards)
+    if comp:
+        parts += ["", "**Paired differences** (test balanced accuracy or macro AUC, this entry minus the reference; "
+                  "same cases, same bootstrap replicates; ≈ = the 95% interval contains 0, i.e. indistinguishable on "
+                  "this split):", "", comp]
+    meta = metadata_table(cards)
+    if meta:
+        parts += ["", "**What metadata adds** (each entry with its metadata switched off at inference, its own "
+                  "modality ablation, against the entry as shipped; last column: against the separately trained "
+                  "image-only entry):", "", meta]
+    coll = collection_table(cards)
+    if coll:
+        parts += ["", "**Collection-artefact check** (held-out test cases with the whole block filled; the block "
+                  "blanked on each of them; every other input unchanged):", "", coll]
+    parts += ["", "Commands (each entry's card records its own):", ""]
+    parts += [f"- `{c['name']}`: `{(c.get('training') or {}).get('command', '')}`" for c in cards]
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.results", description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--baseline", default=None, help="entry whose balanced accuracy the gap column is measured from")
     ap.add_argument("--weights-dir", default=None)
     args = ap.parse_args(argv)
-    print(table(args.dataset, args.baseline, args.weights_dir))
+    print(tables(args.dataset, args.weights_dir))
     return 0
 
 

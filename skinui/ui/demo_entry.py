@@ -39,8 +39,11 @@ def random_rows(schema: Schema, n: int = 64, seed: int = 0) -> list[dict[str, An
 def make_demo_entry(weights_dir: str | Path, name: str = "demo_jiadf", *, dataset: str = "synthderm",
                     modalities: tuple[str, ...] = ("dermoscopic", "clinical", "metadata"), image_size: int = 224,
                     backbone: str = "efficientnet_lite0", structure: str = "jiadf", fusion: str = "mmfa",
-                    shared_encoder: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Build, calibrate on random logits and save an untrained entry; returns its card."""
+                    shared_encoder: bool = False, seed: int = 0,
+                    val_balanced_accuracy: float | None = None) -> dict[str, Any]:
+    """Build, calibrate on random logits and save an untrained entry; returns its card.
+
+    `val_balanced_accuracy` stands in for a validation score (what the app's default choice reads)."""
     import torch
 
     from skinui.calibration import calibration_summary
@@ -76,5 +79,7 @@ def make_demo_entry(weights_dir: str | Path, name: str = "demo_jiadf", *, datase
         "calibration": calibration_summary(logits[:200], labels[:200], logits[200:], labels[200:]),
         "licence": "CC0-1.0 (untrained demo)",
     }
+    if val_balanced_accuracy is not None:
+        card["metrics_val"] = {"split": "val", "balanced_accuracy": float(val_balanced_accuracy)}
     save_entry(model, card, weights_dir)
     return card

@@ -29,13 +29,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def pick_entry(weights: Path, name: str | None) -> tuple[Path, str, str]:
     """(weights folder, entry name, where it came from)."""
-    from skinui.ui.service import EntryCache, pixel_modalities
-
+    from skinui.ui.cards import pixel_modalities
+    from skinui.ui.entries import EntryCache
     cache = EntryCache(weights)
     default = cache.default_name(name) if cache.cards else None
     if default and len(pixel_modalities(cache.card(default))) == 2:  # a trimodal entry fed by two photos
         return weights, default, "installed"
-    from skinui.ui.demo_entry import make_demo_entry
+    from skinui.demo import make_demo_entry
 
     folder = Path(tempfile.mkdtemp(prefix="skinui-bench-"))
     make_demo_entry(folder, "bench_jiadf_mmfa")
@@ -69,7 +69,7 @@ def bench_model(weights: Path, name: str, repeats: int) -> dict[str, float]:
     import torch
 
     from skinui.explain import explain_case
-    from skinui.ui.service import EntryCache
+    from skinui.ui.entries import EntryCache
     from skinui.zoo import load_entry
 
     with EntryCache(weights).use(name) as entry:  # as the app holds it (parameters frozen)
@@ -93,7 +93,7 @@ def bench_model(weights: Path, name: str, repeats: int) -> dict[str, float]:
         fast = interleaved({"bare_forward": bare_forward, "predict": lambda: entry.predict([case])}, repeats)
         runs: list[dict[str, float]] = []
         slow = interleaved({"bare_forward_backward": bare_forward_backward,
-                            "explain": lambda: runs.append(explain_case(entry, case).seconds)}, max(3, repeats // 2))
+                            "explain": lambda: runs.append(explain_case(entry.encode(case)).seconds)}, max(3, repeats // 2))
         parts = {f"explain_{k}": statistics.median(r[k] for r in runs) for k in runs[0]}
     return {**fast, **slow, "images": len(mods), **parts}
 

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MODALITIES = ("dermoscopic", "clinical", "metadata")
-IMAGE_MODALITIES = ("dermoscopic", "clinical")
-SHORT = {"dermoscopic": "D", "clinical": "C", "metadata": "M"}
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITIES, SHORT  # noqa: F401  (re-exported)
 
 # Limits for anything a user or a dataset hands us. 40 MP stops decompression bombs long before
 # memory is at risk; 32 px is the smallest image on which a 224-px model sees anything at all.

@@ -285,11 +285,7 @@ class MetadataEncoder:
             except (ValueError, KeyError):  # an unknown dataset only costs the leak-field warnings
                 enc.schema = None
         for f in d["fields"]:
-            vr = f.get("valid_range")
-            enc.specs.append(
-                Field(f["name"], f["kind"], tuple(f.get("vocabulary", ())), f.get("unit"),
-                      tuple(vr) if vr is not None else None, f.get("description", ""))
-            )
+            enc.specs.append(Field.from_dict(f))
             enc.stats[f["name"]] = dict(f["stats"])
         enc._fitted = True
         if "columns" in d and enc.columns != d["columns"]:

@@ -1,21 +1,28 @@
-"""A loaded zoo entry: turns Cases into a model batch and a model output into `Prediction`s.
+"""A loaded zoo entry, and the one prediction path every caller shares.
 
-`Entry.batch` is the one place where images and typed-in metadata become tensors for a shipped
-model (preprocessing as in training, metadata cleaned by the entry's own fitted encoder), so the
-app, the CLI, the explain layer and evaluation all predict identically.
+`Entry.encode(cases)` is the one place where images and typed-in metadata become tensors for a
+shipped model (preprocessing as in training, metadata cleaned by the entry's own fitted encoder)
+and go through the backbones once; the result, an `Encoded`, holds the per-branch features and the
+head's output. `Encoded.predictions()` applies the card's calibration and decision rule, the only
+place they are applied. `Entry.predict` is encode + predictions; the explain layer works on the
+same `Encoded` (its features are reused, never recomputed), so the app, the API, the CLI, the
+explanations and evaluation all predict identically.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from skinui.cases import Case, ConceptVector
+from skinui.vocabulary import BRANCHES
+from skinui.vocabulary import MODALITY_LABELS as LABELS
 
-BRANCHES = ("image", "joint", "metadata")
-LABELS = {"dermoscopic": "dermoscopic image", "clinical": "clinical image", "metadata": "metadata"}
+if TYPE_CHECKING:
+    from skinui.encoding import MetadataEncoder
+    from skinui.schema import Schema
 
 
 @dataclass
@@ -33,8 +40,8 @@ class Entry:
     name: str
     card: dict[str, Any]
     model: torch.nn.Module
-    encoder: Any  # skinui.encoding.MetadataEncoder | None
-    schema: Any  # skinui.schema.Schema | None
+    encoder: MetadataEncoder | None
+    schema: Schema | None
     temperature: float = 1.0
 
     @property
@@ -47,6 +54,10 @@ class Entry:
         from skinui.calibration import calibrated_logits
 
         return calibrated_logits(logits, self.calibration)
+
+    def calibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """softmax of the calibrated logits; differentiable (metadata relevance needs the gradient)."""
+        return torch.softmax(self.calibrated_logits(logits), dim=-1)
 
     def decide(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
         """Predicted class per row: argmax p_k / pi_k^tau when the card has a prevalence, else argmax p_k."""
@@ -125,30 +136,89 @@ class Entry:
         return self.prepare(cases, modalities)[0]
 
     @torch.no_grad()
+    def encode(self, cases: Case | list[Case], modalities: list[str] | None = None) -> Encoded:
+        """`cases` through the backbones once and the head once (raises ValueError with a sentence
+        when a case carries none of the entry's inputs)."""
+        cases = [cases] if isinstance(cases, Case) else list(cases)
+        batch, notes = self.prepare(cases, modalities)
+        feats = self.model.encode(batch)
+        out = self.model.head(feats, batch.get("mask"))
+        return Encoded(self, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes)
+
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
                 calibrated: bool = True) -> list[Prediction]:
-        batch, notes = self.prepare(cases, modalities)
-        out = self.model(batch)
-        cal_probs = self.calibrated_logits(out.logits).softmax(1).numpy().astype(float)
-        probs = cal_probs if calibrated else out.logits.float().softmax(1).numpy().astype(float)
-        decided = self.decide(cal_probs)  # the decision is always taken on calibrated probabilities
-        branch = {b: z.softmax(1).numpy().astype(float) for b, z in out.branch_logits.items()}
-        alpha = out.alpha.numpy().astype(float) if out.alpha is not None else None
+        return self.encode(cases, modalities).predictions(calibrated)
+
+
+@dataclass
+class Encoded:
+    """Cases through an entry's encoders: the batch, per-modality features, the head's output.
+
+    Explanations reuse `feats` (Grad-CAM re-runs only the branch it explains; relevance and
+    ablation run only `model.head`), so one `Encoded` per case and entry serves every view.
+    """
+
+    entry: Entry
+    cases: list[Case]
+    batch: dict[str, Any]
+    feats: dict[str, torch.Tensor]
+    logits: torch.Tensor  # [N, K] uncalibrated
+    branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    alpha: torch.Tensor | None = None  # [N, 3] JI-ADF branch weights
+    notes: list[list[str]] = field(default_factory=list)  # per case: missing inputs, cleaned values
+
+    @property
+    def case(self) -> Case:
+        return self.cases[0]
+
+    @property
+    def mask(self) -> dict[str, torch.Tensor] | None:
+        return self.batch.get("mask")
+
+    @property
+    def classes(self) -> list[str]:
+        return self.entry.classes
+
+    def probabilities(self) -> np.ndarray:
+        """Calibrated probabilities [N, K] (the card's temperature and prevalence terms)."""
+        return self.entry.calibrated_probabilities(self.logits.detach()).numpy().astype(float)
+
+    def decisions(self) -> np.ndarray:
+        """The card's decision rule on the calibrated probabilities: class index per case."""
+        return self.entry.decide(self.probabilities())
+
+    def predictions(self, calibrated: bool = True) -> list[Prediction]:
+        cal_probs = self.probabilities()
+        probs = cal_probs if calibrated else self.logits.detach().float().softmax(1).numpy().astype(float)
+        decided = self.entry.decide(cal_probs)  # the decision is always taken on calibrated probabilities
+        branch = {b: z.detach().softmax(1).numpy().astype(float) for b, z in self.branch_logits.items()}
+        alpha = self.alpha.detach().numpy().astype(float) if self.alpha is not None else None
         classes = self.classes
         preds = []
-        for i in range(len(cases)):
+        for i in range(len(self.cases)):
             k, top = int(decided[i]), int(probs[i].argmax())
+            notes = list(self.notes[i])
             if k != top and calibrated:
-                notes[i].append(
-                    f"{classes[top]} is the most probable class ({probs[i, top]:.0%}), but {classes[k]} is predicted: "
-                    f"relative to how common each class is, the evidence favours {classes[k]} "
-                    f"(prevalence-adjusted decision, the rule balanced accuracy rewards).")
+                notes.append(decision_note(classes[top], float(probs[i, top]), classes[k]))
             preds.append(Prediction(
                 probabilities=dict(zip(classes, probs[i].tolist())),
                 prediction=classes[k],
                 confidence=float(probs[i, k]),
                 branch_probabilities={b: dict(zip(classes, p[i].tolist())) for b, p in branch.items()} or None,
                 branch_weights=dict(zip(BRANCHES, alpha[i].tolist())) if alpha is not None else None,
-                warnings=notes[i],
+                warnings=notes,
             ))
         return preds
+
+    def prediction(self) -> Prediction:
+        """The prediction of a one-case `Encoded` (the app's and the explain layer's case)."""
+        if len(self.cases) != 1:
+            raise ValueError(f"prediction() is for one case; this holds {len(self.cases)} (use predictions()).")
+        return self.predictions()[0]
+
+
+def decision_note(top: str, top_probability: float, predicted: str) -> str:
+    """The sentence shown wherever the prevalence-adjusted decision differs from the most probable class."""
+    return (f"{top} is the most probable class ({top_probability:.0%}), but {predicted} is predicted: "
+            f"relative to how common each class is, the evidence favours {predicted} "
+            f"(prevalence-adjusted decision, the rule balanced accuracy rewards).")

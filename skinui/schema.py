@@ -24,6 +24,22 @@ class Field:
         if self.kind not in ("numeric", "categorical", "boolean"):
             raise ValueError(f"field {self.name}: unknown kind {self.kind!r}")
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], levels: tuple[str, ...] | list[str] | None = None) -> Field:
+        """From a saved metadata encoder's field entry; `levels` replaces an open vocabulary."""
+        vr = d.get("valid_range")
+        return cls(d["name"], d["kind"], tuple(d.get("vocabulary") or levels or ()), d.get("unit"),
+                   tuple(vr) if vr is not None else None, d.get("description") or "")
+
+    @property
+    def label(self) -> str:
+        """'Age (years, 0–120)': name, unit and valid range, for forms and messages."""
+        extra = [self.unit] if self.unit else []
+        if self.valid_range:
+            extra.append(f"{self.valid_range[0]:g}–{self.valid_range[1]:g}")
+        text = self.name.replace("_", " ").capitalize()
+        return f"{text} ({', '.join(extra)})" if extra else text
+
 
 @dataclass(frozen=True)
 class Schema:

@@ -23,8 +23,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from skinui.inference import Entry
+from skinui.paths import REPO, default_weights_dir  # noqa: F401  (default_weights_dir re-exported)
 
-REPO = Path(__file__).resolve().parents[1]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REQUIRED = ("name", "dataset", "modalities", "classes", "model", "sha256")
 
@@ -59,10 +59,6 @@ def card_problems(card: dict[str, Any]) -> list[str]:
 
 class ZooError(RuntimeError):
     """A zoo problem a user can act on; `str(err)` is the sentence to show."""
-
-
-def default_weights_dir() -> Path:
-    return Path(os.environ.get("SKINUI_WEIGHTS") or REPO / "weights")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skinui.demo import make_demo_entry
 from skinui.ui.app import build_app, launch
-from skinui.ui.demo_entry import make_demo_entry
 
 
 def free_port() -> int:

@@ -9,10 +9,11 @@ import pytest
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from skinui.demo import make_demo_entry
 from skinui.ui import api, case_tab
-from skinui.ui.demo_entry import make_demo_entry
-from skinui.ui.service import EntryCache, read_upload
+from skinui.ui.entries import EntryCache
 from skinui.ui.session import MAX_KEPT_SIDE
+from skinui.ui.uploads import read_upload
 
 
 @pytest.fixture(scope="module")

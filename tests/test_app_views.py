@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from skinui.demo import make_demo_entry
 from skinui.ui import (
     ablation_tab,
     about_tab,
@@ -19,9 +20,10 @@ from skinui.ui import (
     texts,
 )
 from skinui.ui.app import build_app
-from skinui.ui.demo_entry import make_demo_entry
+from skinui.ui.cards import card_fusion
+from skinui.ui.entries import EntryCache
 from skinui.ui.form import MetadataForm, to_form, to_raw
-from skinui.ui.service import EntryCache, card_fusion, modality_notes
+from skinui.ui.inputs import modality_notes
 from skinui.ui.session import Session
 
 SIZE = 64
@@ -45,7 +47,7 @@ def images(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def form_values(ctx, **values) -> list:
-    return [values.get(s.name, to_form(s, None)) for s in ctx.form.fields]
+    return [values.get(s.name, to_form(s.field, None)) for s in ctx.form.fields]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_form_is_generated_from_the_cards(app):
     names = [s.name for s in form.fields]
     assert names[:3] == ["age", "sex", "site"] and len(form.components) == len(names)
     age = next(s for s in form.fields if s.name == "age")
-    assert "years" in age.label and "0–120" in age.label
+    assert "years" in age.field.label and "0–120" in age.field.label
     raw = form.raw_values("tri_jiadf", form_values(app, age="150", sex="female", bleeding="no"))
     assert raw["age"] == "150" and raw["sex"] == "female" and raw["bleeding"] is False and raw["site"] is None
     assert form.raw_values("missing-entry", []) == {}
@@ -81,11 +83,11 @@ def test_form_is_generated_from_the_cards(app):
 
 
 def test_form_value_round_trip():
-    from skinui.ui.form import FieldSpec
+    from skinui.schema import Field
 
-    num = FieldSpec("d", "age", "numeric", (), "years", (0, 120), "")
-    cat = FieldSpec("d", "sex", "categorical", ("female", "male"), None, None, "")
-    flag = FieldSpec("d", "itch", "boolean", (), None, None, "")
+    num = Field("age", "numeric", unit="years", valid_range=(0, 120))
+    cat = Field("sex", "categorical", ("female", "male"))
+    flag = Field("itch", "boolean")
     assert to_form(num, 42.0) == "42" and to_form(num, None) == "" and to_raw(num, " ") is None
     assert to_form(cat, "male") == "male" and to_form(cat, "other") == "unknown" and to_raw(cat, "unknown") is None
     assert to_form(flag, True) == "yes" and to_raw(flag, "no") is False and to_raw(flag, "unknown") is None
@@ -239,10 +241,10 @@ def test_concept_score_entries_are_not_fed_photos(tmp_path):
                     modalities=("clinical", "metadata"))
     demo, ctx = build_app(tmp_path)
     assert ctx.default == "pixels"  # more modalities, but a photo cannot feed it
-    values = [("63" if s.name.startswith("age") else to_form(s, None)) for s in ctx.form.fields]
+    values = [("63" if s.name.startswith("age") else to_form(s.field, None)) for s in ctx.form.fields]
     session, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), values)
     assert "concept scores" in status and session.explanation.cams == {}
-    _, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), [to_form(s, None) for s in ctx.form.fields])
+    _, status = case_tab.analyse_session(ctx, "concepts", Session(), images(), [to_form(s.field, None) for s in ctx.form.fields])
     assert "concepts reads the patient metadata of the milk10k form, and this case has none" in status
 
 
@@ -263,7 +265,7 @@ def test_switching_dataset_carries_the_same_facts_over(tmp_path):
     make_demo_entry(tmp_path, "ham", image_size=SIZE, dataset="ham10000", modalities=("dermoscopic", "metadata"),
                     structure="late")
     form = MetadataForm(EntryCache(tmp_path).cards)
-    values = [to_form(s, None) for s in form.fields]
+    values = [to_form(s.field, None) for s in form.fields]
     index = {(s.dataset, s.name): i for i, s in enumerate(form.fields)}
     values[index["synthderm", "age"]] = "67"
     values[index["synthderm", "sex"]] = "male"

@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     if not CHROMIUM.is_file():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
     pytest.importorskip("playwright", reason="playwright is not installed (pip install playwright==1.65.2)")
-    from skinui.ui.demo_entry import make_demo_entry
+    from skinui.demo import make_demo_entry
 
     weights = os.environ.get("SKINUI_TEST_WEIGHTS")  # e.g. weights/ for screenshots of real entries
     if not weights:

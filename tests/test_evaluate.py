@@ -10,8 +10,8 @@ import pytest
 from fixtures.official_layouts import make_ham10000
 from test_training import run_fit, tiny_config
 
+from skinui.vocabulary import subset_name, subsets
 from training.__main__ import main
-from training.evaluate import subset_name, subsets
 
 MACRO_KEYS = {"auc", "auc_sens_80", "ap", "sensitivity", "specificity", "dice", "ppv", "npv"}
 

@@ -46,7 +46,7 @@ class Scored:
 
     @classmethod
     def from_extras(cls, entry: str, extras: dict[str, Any], modalities: Sequence[str]) -> Scored:
-        from training.evaluate import subset_name
+        from skinui.vocabulary import subset_name
 
         return cls(entry, [c.case_id for c in extras["cases"]], list(extras["groups"]), np.asarray(extras["labels"]),
                    dict(extras["scored"]), subset_name(modalities))

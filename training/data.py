@@ -126,12 +126,9 @@ def model_config(cfg: dict[str, Any], prep: Prepared) -> dict[str, Any]:
 
 # -- images ---------------------------------------------------------------------------------------
 def _jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
-    x = img.astype(np.float32) * b
-    mean = x.mean()
-    x = (x - mean) * c + mean
-    grey = x.mean(axis=2, keepdims=True)
-    return np.clip((x - grey) * s + grey, 0, 255).astype(np.uint8)
+    from skinui.models.preprocess import jitter
+
+    return jitter(img, *rng.uniform(1 - strength, 1 + strength, size=3))
 
 
 def random_augment(img: np.ndarray, rng: np.random.Generator, aug: dict[str, Any]) -> np.ndarray:

@@ -12,7 +12,6 @@ thresholded metrics. `ece` is measured on the raw softmax, `ece_calibrated` afte
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -23,23 +22,14 @@ import numpy as np
 import torch
 
 from skinui.calibration import calibrated_logits, decide, ece, ece_floor, reliability_bins, softmax
-from skinui.cases import SHORT, Case, ImageRef
+from skinui.cases import Case, ImageRef
 from skinui.metrics import classification_report, quick_scores, roc_curves
+from skinui.vocabulary import subset_name, subsets
 from training.data import case_ids_sha256, load_cases, make_split, to_device
 
 
 class EvaluationError(ValueError):
     """The evaluation cannot run as asked; the message says what to do."""
-
-
-def subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset, largest first: ("dermoscopic", "metadata"), ("dermoscopic",), ..."""
-    mods = list(modalities)
-    return [c for r in range(len(mods), 0, -1) for c in itertools.combinations(mods, r)]
-
-
-def subset_name(subset: Sequence[str]) -> str:
-    return "+".join(SHORT[m] for m in subset)
 
 
 @torch.no_grad()

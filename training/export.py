@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from safetensors.torch import load_file
 
-from skinui.calibration import calibration_summary, log_prevalence
+from skinui.calibration import calibration_summary, log_prevalence, softmax
 from skinui.zoo import load_entry, save_entry, shared_specs_of, write_card
 from training.data import Prepared
 from training.evaluate import EncodeCache, card_metrics, report, subset_logits
@@ -123,15 +123,10 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     if specs and cfg["train"]["mode"] != "features":
         full = model.eval()
         with_fp32 = subset_logits(_with_model(entry, full), val)[tuple(entry.model.modalities)]
-        card["training"]["shared_fp16_max_prob_diff"] = float(np.abs(_softmax(with_fp32) - _softmax(val_logits)).max())
+        card["training"]["shared_fp16_max_prob_diff"] = float(np.abs(softmax(with_fp32) - softmax(val_logits)).max())
     path = save_entry(entry.model, card, weights_dir, shared=specs, fp16=fp16)
     (Path(run_dir) / "report_test.json").write_text(json.dumps(rep, indent=1))
     return path
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def _with_model(entry: Any, model: Any) -> Any:

@@ -8,7 +8,6 @@ weights as a zoo entry (`training.export`). Every epoch starts from a seed deriv
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -26,20 +25,13 @@ from skinui.metrics import quick_scores
 from skinui.models import build_model
 from training import checkpoint
 from training.data import Prepared, model_config, prepare, resolve_root
+from training.fastpath import state_sha256
 from training.optim import Schedule, build_optimizer, compute_loss
 from training.runtime import Runtime, seed_everything, setup, teardown
 from training.sampling import class_weights
 from training.tasks import Task, make_task
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def build(cfg: dict[str, Any], prep: Prepared, rt: Runtime, weights_dir: Path) -> torch.nn.Module:
@@ -188,7 +180,7 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
             break
 
     if hash_weights:  # every rank: the DDP test compares these
-        (run_dir / f"weights_rank{rt.rank}.sha256").write_text(weights_sha256(model) + "\n")
+        (run_dir / f"weights_rank{rt.rank}.sha256").write_text(state_sha256([model]) + "\n")
     if rt.is_main:
         if (run_dir / "best.safetensors").is_file():
             model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(rt.device)))

@@ -297,7 +297,7 @@ def run_one(study: Study, entry: str, fold: int, out: Path, data_root: str | Non
 
 def alpha_by_class(alpha: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, float]]:
     """Mean per-sample branch weights (image, joint, metadata) per true class; each row sums to 1."""
-    from skinui.models.structures import BRANCHES
+    from skinui.vocabulary import BRANCHES
 
     out = {}
     for k, name in enumerate(classes):

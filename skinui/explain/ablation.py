@@ -6,47 +6,36 @@ case lacks that input), so no backbone runs again.
 """
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
 import torch
 
-from skinui.cases import SHORT, Case
-from skinui.explain.core import Encoded, calibrated, decided, encode_case, head_batch
+from skinui.explain.core import head_batch, resolve_target
+from skinui.inference import Encoded
+from skinui.vocabulary import subset_name, subsets
 
 
-def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
-    """Non-empty subsets, largest first (7 for trimodal, 3 for bimodal)."""
-    return [c for k in range(len(modalities), 0, -1) for c in combinations(modalities, k)]
-
-
-def subset_label(subset: tuple[str, ...] | list[str]) -> str:
-    return "+".join(SHORT[m] for m in subset)
-
-
-def ablation_encoded(enc: Encoded) -> list[dict[str, Any]]:
-    """Per subset: label, modalities, calibrated probabilities, prediction, confidence, and
-    `complete` (False when the case itself lacks one of the subset's modalities)."""
+def modality_ablation(enc: Encoded, target: int | str | None = None) -> list[dict[str, Any]]:
+    """Per subset: label, modalities, calibrated probabilities, prediction, confidence, the
+    probability of `target` (None = the predicted class of the full case) and `complete` (False
+    when the case itself lacks one of the subset's modalities)."""
     model = enc.entry.model
+    t = resolve_target(enc, target)
     combos = subsets(list(model.modalities))
     rows = len(combos)
     present = {m: (m in enc.feats and (enc.mask is None or m not in enc.mask or bool(enc.mask[m].all())))
                for m in model.modalities}
     mask = {m: torch.tensor([m in c and present[m] for c in combos]) for m in enc.feats}
     with torch.no_grad():
-        probs = calibrated(head_batch(enc, rows, mask=mask).logits, enc.entry)
+        probs = enc.entry.calibrated_probabilities(head_batch(enc, rows, mask=mask).logits)
     classes = enc.classes
-    picks = decided(probs.numpy(), enc.entry)
+    picks = enc.entry.decide(probs.numpy())
     out = []
     for i, combo in enumerate(combos):
         p = probs[i]
         k = int(picks[i])
-        out.append({"subset": subset_label(combo), "modalities": list(combo),
+        out.append({"subset": subset_name(combo), "modalities": list(combo),
                     "probabilities": dict(zip(classes, p.tolist())), "prediction": classes[k],
-                    "confidence": float(p[k]), "complete": all(present[m] for m in combo)})
+                    "confidence": float(p[k]), "target": classes[t], "target_probability": float(p[t]),
+                    "complete": all(present[m] for m in combo)})
     return out
-
-
-def modality_ablation(entry: Any, case: Case, encoded: Encoded | None = None) -> list[dict[str, Any]]:
-    """Prediction for every subset of `entry`'s modalities on this case (see `ablation_encoded`)."""
-    return ablation_encoded(encoded or encode_case(entry, case))

@@ -9,14 +9,13 @@ by the largest magnitude (|values| in [0, 1], sign = towards or against the clas
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
-from skinui.cases import Case
-from skinui.explain.core import Encoded, calibrated, encode_case, head_batch, normalise_signed, resolve_target
-from skinui.explain.methods import METHOD_LABELS  # noqa: F401  (re-exported)
+from skinui.explain.core import head_batch, normalise_signed, resolve_target
+from skinui.explain.methods import METHOD_LABELS
+from skinui.inference import Encoded
 from skinui.registry import Registry
 
 Method = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int, Encoded], torch.Tensor]
@@ -53,32 +52,32 @@ def metadata_forward(enc: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
 
     def forward(meta: torch.Tensor) -> torch.Tensor:
         f_meta = model.encode({"metadata": meta})["metadata"]
-        return calibrated(head_batch(enc, meta.shape[0], {"metadata": f_meta}).logits, enc.entry)
+        return enc.entry.calibrated_probabilities(head_batch(enc, meta.shape[0], {"metadata": f_meta}).logits)
 
     return forward
 
 
-def relevance_encoded(enc: Encoded, method: str, target: int) -> dict[str, float]:
-    """Signed relevance per field, |values| in [0, 1]; all zeros when the case has no metadata."""
+def relevance(enc: Encoded, method: str = "integrated_gradients", target: int | str | None = None) -> dict[str, float]:
+    """Signed relevance of each metadata field for `target` (None = predicted class), |values| in [0, 1];
+    all zeros when the case has no metadata. Raises ValueError with a sentence for an unknown method
+    or an entry without metadata."""
+    if method not in RELEVANCE_METHODS:
+        raise ValueError(f"Unknown relevance method {method!r}; choose one of {', '.join(RELEVANCE_METHODS.names())}.")
     encoder = enc.entry.encoder
+    if encoder is None or "metadata" not in enc.entry.model.modalities:
+        raise ValueError(f"{enc.entry.name} takes no metadata, so there is no field relevance to show.")
+    t = resolve_target(enc, target)
     x = enc.batch.get("metadata")
-    if encoder is None or x is None or "metadata" not in enc.entry.model.modalities:
-        return {}
     names = [name for name, _ in encoder.groups]
-    if enc.mask is not None and "metadata" in enc.mask and not bool(enc.mask["metadata"].all()):
+    if x is None or (enc.mask is not None and "metadata" in enc.mask and not bool(enc.mask["metadata"].all())):
         return dict.fromkeys(names, 0.0)
-    attr = RELEVANCE_METHODS.get(method)(metadata_forward(enc), x.detach().float(), target, enc)
+    attr = RELEVANCE_METHODS.get(method)(metadata_forward(enc), x.detach().float(), t, enc)
     per_column = attr.detach()[0].numpy().astype(np.float64)
     grouped = {name: float(per_column[cols].sum()) for name, cols in encoder.groups}
     return normalise_signed(grouped)
 
 
-def relevance(entry: Any, case: Case, method: str = "integrated_gradients", target: int | str | None = None,
-              encoded: Encoded | None = None) -> dict[str, float]:
-    """Per-field relevance of the metadata for `target` (None = predicted class)."""
-    if method not in RELEVANCE_METHODS:
-        raise ValueError(f"Unknown relevance method {method!r}; choose one of {', '.join(RELEVANCE_METHODS.names())}.")
-    if getattr(entry, "encoder", None) is None:
-        raise ValueError(f"{entry.name} takes no metadata, so there is no field relevance to show.")
-    enc = encoded or encode_case(entry, case)
-    return relevance_encoded(enc, method, resolve_target(entry, target, enc.logits))
+# Every registered method has a label, and every label a method (kept in step by this check, not by hand).
+if set(METHOD_LABELS) != set(RELEVANCE_METHODS.names()):
+    raise RuntimeError(f"METHOD_LABELS {sorted(METHOD_LABELS)} and RELEVANCE_METHODS "
+                       f"{sorted(RELEVANCE_METHODS.names())} disagree; label every registered method.")

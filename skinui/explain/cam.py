@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinui.cases import Case
-from skinui.explain.core import Encoded, encode_case, head_batch, resolve_target
+from skinui.explain.core import head_batch, resolve_target
+from skinui.inference import Encoded, Entry
+from skinui.vocabulary import IMAGE_MODALITIES
 
 
 class ImageBranch(nn.Module):
@@ -36,7 +37,7 @@ def _cut_below(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tens
     return output.detach().requires_grad_(True)
 
 
-def supports_gradcam(entry: Any, modality: str) -> bool:
+def supports_gradcam(entry: Entry, modality: str) -> bool:
     encoders = entry.model.image_encoders
     return modality in encoders and getattr(encoders[modality], "target_layer", None) is not None
 
@@ -67,16 +68,20 @@ def gradcam_encoded(enc: Encoded, modality: str, target: int) -> np.ndarray | No
         handle.remove()
 
 
-def gradcam(entry: Any, case: Case, modality: str, target: int | str | None = None,
-            encoded: Encoded | None = None) -> np.ndarray:
+def gradcam(enc: Encoded, modality: str, target: int | str | None = None) -> np.ndarray:
     """Grad-CAM of `modality` for `target` (index, class code or None = predicted class).
 
     Raises ValueError with a sentence when the entry or the case has no such image.
     """
-    if not supports_gradcam(entry, modality):
-        raise ValueError(f"{entry.name} has no {modality} image branch with a convolutional layer to explain.")
-    enc = encoded or encode_case(entry, case)
-    heat = gradcam_encoded(enc, modality, resolve_target(entry, target, enc.logits))
+    if not supports_gradcam(enc.entry, modality):
+        raise ValueError(f"{enc.entry.name} has no {modality} image branch with a convolutional layer to explain.")
+    heat = gradcam_encoded(enc, modality, resolve_target(enc, target))
     if heat is None:
         raise ValueError(f"This case has no {modality} image, so there is nothing to explain on it.")
     return heat
+
+
+def gradcams(enc: Encoded, target: int | str | None = None) -> dict[str, np.ndarray]:
+    """Grad-CAM of every image the entry reads and the case carries (modality -> heatmap)."""
+    t = resolve_target(enc, target)
+    return {m: h for m in IMAGE_MODALITIES if (h := gradcam_encoded(enc, m, t)) is not None}

@@ -15,9 +15,8 @@ from torch import nn
 
 from skinui.models.encoders import build_image_encoder, build_meta_encoder
 from skinui.models.structures import STRUCTURES, ModelOutput
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITIES  # noqa: F401  (re-exported)
 
-MODALITIES = ("dermoscopic", "clinical", "metadata")
-IMAGE_MODALITIES = ("dermoscopic", "clinical")
 DEFAULTS: dict[str, Any] = {
     "image_size": 224,
     "image_encoder": {"name": "efficientnet_lite0", "pretrained": True, "shared": False},

@@ -42,7 +42,7 @@ def to_tensor(img: np.ndarray, size: int = 224) -> torch.Tensor:
     return normalize(resize_crop(img, size))
 
 
-def _jitter(img: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+def jitter(img: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
     x = img.astype(np.float32) * brightness
     x = (x - x.mean()) * contrast + x.mean()
     grey = x.mean(axis=2, keepdims=True)
@@ -57,6 +57,6 @@ def augment_views(img: np.ndarray, k: int) -> list[np.ndarray]:
         flip, turns = _GEOMETRY[i % len(_GEOMETRY)]
         v = img[:, ::-1] if flip else img
         v = np.rot90(v, turns)
-        jitter = _JITTER[(i // len(_GEOMETRY)) % len(_JITTER)]
-        views.append(np.ascontiguousarray(_jitter(v, *jitter) if jitter != (1.0, 1.0, 1.0) else v))
+        colour = _JITTER[(i // len(_GEOMETRY)) % len(_JITTER)]
+        views.append(np.ascontiguousarray(jitter(v, *colour) if colour != (1.0, 1.0, 1.0) else v))
     return views

@@ -16,9 +16,10 @@ from torch import nn
 
 from skinui.models.fusion import build_fusion
 from skinui.registry import Registry
+from skinui.vocabulary import BRANCHES
 
 STRUCTURES: Registry[type] = Registry("structure")
-BRANCHES = ("image", "joint", "metadata")
+
 _EPS = 1e-12
 
 

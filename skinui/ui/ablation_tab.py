@@ -9,11 +9,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from skinui.cases import MODALITIES, SHORT
 from skinui.ui import figures
 from skinui.ui.session import AppContext, Session
-
-TOGGLE_LABELS = {"dermoscopic": "Dermoscopic image", "clinical": "Clinical close-up", "metadata": "Metadata"}
+from skinui.vocabulary import MODALITIES, MODALITY_TITLES, SHORT
 
 
 def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -63,7 +61,7 @@ def render(ctx: AppContext, session: Session) -> list[Any]:
 def build(ctx: AppContext, session_state: gr.State) -> None:
     with gr.Tab("Modality ablation", id="ablation"):
         with gr.Row():
-            toggles = [gr.Checkbox(value=True, label=f"{TOGGLE_LABELS[m]} ({SHORT[m]})", elem_id=f"toggle-{m}")
+            toggles = [gr.Checkbox(value=True, label=f"{MODALITY_TITLES[m]} ({SHORT[m]})", elem_id=f"toggle-{m}")
                        for m in MODALITIES]
         text = gr.Markdown(elem_id="ablation-text")
         with gr.Row():

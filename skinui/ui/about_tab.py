@@ -7,8 +7,9 @@ from typing import Any
 import gradio as gr
 
 from skinui.ui import texts
+from skinui.ui.cards import card_fusion, card_structure, headline_metrics
+from skinui.ui.entries import EntryCache
 from skinui.ui.figures import alpha_by_class_figure
-from skinui.ui.service import EntryCache, card_fusion, card_structure, headline_metrics
 from skinui.ui.session import AppContext
 
 

@@ -12,8 +12,11 @@ from typing import Any
 import gradio as gr
 
 from skinui.cases import ImageError
-from skinui.ui.service import AppError, CaseInputs, EntryCache, build_case, card_structure, ignored_notes, read_upload
+from skinui.ui.cards import card_structure
+from skinui.ui.entries import AppError, EntryCache
+from skinui.ui.inputs import CaseInputs, build_case, ignored_notes
 from skinui.ui.session import AppContext, UploadImage, shrink
+from skinui.ui.uploads import read_upload
 
 
 def parse_metadata(text: str | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from skinui.ui import (  # noqa: E402
     prediction_tab,
     relevance_tab,
 )
+from skinui.ui.entries import AppError, EntryCache  # noqa: E402
 from skinui.ui.form import MetadataForm  # noqa: E402
-from skinui.ui.service import AppError, EntryCache  # noqa: E402
 from skinui.ui.session import AppContext, Session  # noqa: E402
 
 TITLE = "SkinUI — multimodal skin-lesion AI, explained"

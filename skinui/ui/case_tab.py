@@ -5,26 +5,23 @@ from typing import Any
 
 import gradio as gr
 
-from skinui.cases import IMAGE_MODALITIES, ImageError
+from skinui.cases import ImageError
 from skinui.examples import EXAMPLES, load_example
 from skinui.ui import texts
-from skinui.ui.service import (
-    AppError,
-    EntryCache,
-    build_case,
+from skinui.ui.cards import (
     card_fusion,
     card_structure,
     entry_label,
     headline_metrics,
-    ignored_notes,
-    modality_notes,
-    read_upload,
     short_modalities,
     usable_modalities,
 )
-from skinui.ui.session import AppContext, Session, UploadImage, shrink
+from skinui.ui.entries import AppError, EntryCache
+from skinui.ui.inputs import ignored_notes, modality_notes
+from skinui.ui.session import AppContext, Session, UploadImage, encoded_case, shrink
+from skinui.ui.uploads import read_upload
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
 
-IMAGE_LABELS = {"dermoscopic": "Dermoscopic image", "clinical": "Clinical close-up"}
 INPUT_NAMES = {"dermoscopic": "a dermoscopic image", "clinical": "a clinical close-up",
                "metadata": "the patient metadata of the {dataset} form"}
 
@@ -75,11 +72,11 @@ def on_upload(path: str | None, modality: str) -> tuple[Any, Any, str]:
     try:
         image = read_upload(path)
     except ImageError as err:
-        return None, None, f"⚠️ {IMAGE_LABELS[modality]}: {err}"
+        return None, None, f"⚠️ {MODALITY_TITLES[modality]}: {err}"
     if image is None:
         return None, None, ""
     kept = shrink(image)
-    return kept, kept, f"{IMAGE_LABELS[modality]} loaded ({image.shape[1]}×{image.shape[0]} px)."
+    return kept, kept, f"{MODALITY_TITLES[modality]} loaded ({image.shape[1]}×{image.shape[0]} px)."
 
 
 def analyse_session(ctx: AppContext, name: str | None, session: Session, images: dict[str, Any],
@@ -87,7 +84,7 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, images:
     """Run the full explanation of the case (these images, the form) with entry `name`."""
     from skinui.explain import explain_case
 
-    session = session.with_(images={m: images.get(m) for m in IMAGE_MODALITIES})
+    session = session.with_(images={m: images.get(m) for m in IMAGE_MODALITIES}, encoded={})
     if not name:
         return session, "No model entry is installed or selected; see the list of entries below."
     raw = ctx.form.raw_values(name, form_values)
@@ -99,8 +96,8 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, images:
         what = " or ".join(wanted) if wanted else "nothing an upload or the form can give (see its model card)"
         return session, (f"Add an image or some metadata first: {name} reads {what}, and this case has none "
                          f"of that yet. Then press Analyse.")
-    with ctx.cache.use(name) as entry:
-        explanation = explain_case(entry, build_case(entry, session.inputs()))
+    with encoded_case(ctx.cache, session, name) as enc:
+        explanation = explain_case(enc)
     warnings = ignored_notes(card, session.inputs().present()) + explanation.warnings
     session = session.with_(entry=name, explanation=explanation, cams=explanation.cams,
                             cam_target=explanation.target, compare=None, warnings=warnings)
@@ -116,7 +113,7 @@ def build(ctx: AppContext) -> None:
     with gr.Tab("Case", id="case"):
         with gr.Row():
             for m in IMAGE_MODALITIES:
-                c[m] = UploadImage(label=f"{IMAGE_LABELS[m]} (optional)", format="png", height=260,
+                c[m] = UploadImage(label=f"{MODALITY_TITLES[m]} (optional)", format="png", height=260,
                                    sources=["upload", "clipboard"], elem_id=f"input-{m}")
         if EXAMPLES:
             with gr.Row():

@@ -8,10 +8,10 @@ import gradio as gr
 import pandas as pd
 
 from skinui import evidence, plots
-from skinui.cases import IMAGE_MODALITIES
 from skinui.ui import figures, texts
-from skinui.ui.service import AppError, EntryCache, build_case, card_fusion, card_structure, short_modalities
-from skinui.ui.session import AppContext, Session
+from skinui.ui.cards import card_fusion, card_structure, short_modalities
+from skinui.ui.entries import AppError, EntryCache
+from skinui.ui.session import AppContext, Session, encoded_case
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
 COLUMNS = ["entry", "inputs", "fusion", "structure", "prediction", "confidence", "agrees with majority",
@@ -34,20 +34,16 @@ def methods_markdown(cache: EntryCache, dataset: str | None) -> str:
 
 def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
     """Prediction row and Grad-CAM thumbnails of one entry on the case."""
-    from skinui.explain import encode_case, prediction_summary, resolve_target
-    from skinui.explain.cam import gradcam_encoded
+    from skinui.explain import gradcams
 
-    with cache.use(name) as entry:
-        case = build_case(entry, session.inputs())
-        enc = encode_case(entry, case)
-        summary = prediction_summary(enc)
-        t = resolve_target(entry, None, enc.logits)
+    with encoded_case(cache, session, name) as enc:
+        prediction = enc.prediction()
         thumbs = [(figures.thumbnail(figures.overlay(session.images[m], heat, 0.5)), f"{name} · {m}")
-                  for m in IMAGE_MODALITIES if (heat := gradcam_encoded(enc, m, t)) is not None]
+                  for m, heat in gradcams(enc).items()]
     card = cache.card(name)
     row = {"entry": name + (" (LEAKY)" if card.get("leaky") else ""), "inputs": short_modalities(card.get("modalities", [])),
-           "fusion": card_fusion(card), "structure": card_structure(card), "prediction": summary["prediction"],
-           "confidence": round(summary["confidence"], 3)}
+           "fusion": card_fusion(card), "structure": card_structure(card), "prediction": prediction.prediction,
+           "confidence": round(prediction.confidence, 3)}
     return row, thumbs
 
 

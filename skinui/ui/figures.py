@@ -9,9 +9,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from skinui import plots
+from skinui.vocabulary import BRANCH_LABELS
 
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 320}
-BRANCH_LABELS = {"image": "image", "joint": "joint (image + metadata)", "metadata": "metadata"}
+
 
 
 def overlay(image: np.ndarray, cam: np.ndarray | None, opacity: float = 0.5) -> np.ndarray:

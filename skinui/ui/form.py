@@ -12,6 +12,8 @@ from typing import Any
 
 import gradio as gr
 
+from skinui.schema import Field
+
 UNKNOWN = "unknown"
 BOOL_CHOICES = [UNKNOWN, "yes", "no"]
 # Datasets name the same patient facts differently; these carry over when the user switches dataset.
@@ -28,49 +30,39 @@ def _norm(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class FieldSpec:
+class FormField:
+    """One form input: a dataset's metadata field (the schema's `Field`, levels as the encoder fitted them)."""
+
     dataset: str
-    name: str
-    kind: str
-    levels: tuple[str, ...]
-    unit: str | None
-    valid_range: tuple[float, float] | None
-    description: str
+    field: Field
 
     @property
-    def label(self) -> str:
-        extra = [self.unit] if self.unit else []
-        if self.valid_range:
-            extra.append(f"{self.valid_range[0]:g}–{self.valid_range[1]:g}")
-        text = self.name.replace("_", " ").capitalize()
-        return f"{text} ({', '.join(extra)})" if extra else text
+    def name(self) -> str:
+        return self.field.name
 
 
-def _spec(dataset: str, f: dict[str, Any]) -> FieldSpec:
-    levels = tuple(f.get("vocabulary") or (f.get("stats") or {}).get("levels") or ())
-    vr = f.get("valid_range")
-    return FieldSpec(dataset, f["name"], f["kind"], levels, f.get("unit"), tuple(vr) if vr else None,
-                     f.get("description") or "")
+def _form_field(dataset: str, f: dict[str, Any]) -> FormField:
+    return FormField(dataset, Field.from_dict(f, levels=(f.get("stats") or {}).get("levels")))
 
 
 def encoder_fields(card: dict[str, Any]) -> list[str]:
     return [f["name"] for f in ((card.get("metadata_encoder") or {}).get("fields") or [])]
 
 
-def collect_specs(cards: list[dict[str, Any]]) -> dict[str, list[FieldSpec]]:
-    """dataset -> field specs (first definition wins; order of first appearance)."""
-    out: dict[str, list[FieldSpec]] = {}
+def collect_specs(cards: list[dict[str, Any]]) -> dict[str, list[FormField]]:
+    """dataset -> form fields (first definition wins; order of first appearance)."""
+    out: dict[str, list[FormField]] = {}
     for card in cards:
         ds = str(card.get("dataset"))
         seen = {s.name for s in out.setdefault(ds, [])}
         for f in (card.get("metadata_encoder") or {}).get("fields") or []:
             if f["name"] not in seen:
-                out[ds].append(_spec(ds, f))
+                out[ds].append(_form_field(ds, f))
                 seen.add(f["name"])
     return out
 
 
-def to_raw(spec: FieldSpec, value: Any) -> Any:
+def to_raw(spec: Field, value: Any) -> Any:
     """Form value -> raw value for `MetadataEncoder.validate` (None = unknown)."""
     if value is None or str(value).strip() in (UNKNOWN, ""):
         return None
@@ -79,7 +71,7 @@ def to_raw(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
-def to_form(spec: FieldSpec, raw: Any) -> Any:
+def to_form(spec: Field, raw: Any) -> Any:
     """Raw metadata value -> what the form component shows."""
     if raw is None:
         return "" if spec.kind == "numeric" else UNKNOWN
@@ -87,7 +79,7 @@ def to_form(spec: FieldSpec, raw: Any) -> Any:
         return "yes" if str(raw).lower() in ("true", "yes", "1") else "no" if str(raw).lower() in (
             "false", "no", "0") else UNKNOWN
     if spec.kind == "categorical":
-        return str(raw) if str(raw) in spec.levels else UNKNOWN
+        return str(raw) if str(raw) in spec.vocabulary else UNKNOWN
     return f"{raw:g}" if isinstance(raw, (int, float)) else str(raw)
 
 
@@ -97,20 +89,22 @@ class MetadataForm:
     def __init__(self, cards: list[dict[str, Any]]) -> None:
         self.cards = {c["name"]: c for c in cards}
         self.specs = collect_specs(cards)
-        self.fields: list[FieldSpec] = [s for specs in self.specs.values() for s in specs]
+        self.fields: list[FormField] = [s for specs in self.specs.values() for s in specs]
         self.groups: dict[str, gr.Group] = {}
         self.components: list[gr.components.Component] = []
 
-    def _component(self, spec: FieldSpec, visible: bool) -> gr.components.Component:
+    def _component(self, form_field: FormField, visible: bool) -> gr.components.Component:
+        spec = form_field.field
         info = spec.description or None
-        kw = {"label": spec.label, "info": info, "visible": visible, "elem_id": f"field-{spec.dataset}-{spec.name}"}
+        kw = {"label": spec.label, "info": info, "visible": visible,
+              "elem_id": f"field-{form_field.dataset}-{spec.name}"}
         if spec.kind == "numeric":
             # A textbox, not gr.Number: an empty number would arrive as 0, and whatever is typed
             # (out of range, not a number) gets the encoder's warning sentence instead of a silent fix.
             return gr.Textbox(value="", placeholder="unknown", **kw)
         if spec.kind == "boolean":
             return gr.Radio(BOOL_CHOICES, value=UNKNOWN, **kw)
-        return gr.Dropdown([UNKNOWN, *spec.levels], value=UNKNOWN, **kw)
+        return gr.Dropdown([UNKNOWN, *spec.vocabulary], value=UNKNOWN, **kw)
 
     def render(self, selected: str | None) -> None:
         card = self.cards.get(selected or "")
@@ -139,7 +133,7 @@ class MetadataForm:
         if not card:
             return {}
         used = set(encoder_fields(card))
-        return {s.name: to_raw(s, v) for s, v in zip(self.fields, values)
+        return {s.name: to_raw(s.field, v) for s, v in zip(self.fields, values)
                 if s.dataset == card.get("dataset") and s.name in used}
 
     def carry_over(self, old: str | None, new: str | None, values: tuple[Any, ...] | list[Any]) -> list[Any]:
@@ -154,10 +148,11 @@ class MetadataForm:
         out = [gr.update() for _ in self.fields]
         if not old_ds or not new_ds or old_ds == new_ds:
             return out
-        typed = {concept(s.name): (s, v) for s, v in zip(self.fields, values)
-                 if s.dataset == old_ds and to_raw(s, v) is not None}
-        for i, (spec, current) in enumerate(zip(self.fields, values)):
-            if spec.dataset != new_ds or to_raw(spec, current) is not None or concept(spec.name) not in typed:
+        typed = {concept(s.name): (s.field, v) for s, v in zip(self.fields, values)
+                 if s.dataset == old_ds and to_raw(s.field, v) is not None}
+        for i, (form_field, current) in enumerate(zip(self.fields, values)):
+            spec = form_field.field
+            if form_field.dataset != new_ds or to_raw(spec, current) is not None or concept(spec.name) not in typed:
                 continue
             src, value = typed[concept(spec.name)]
             if spec.kind == "numeric" and src.kind == "numeric":
@@ -165,11 +160,11 @@ class MetadataForm:
             elif spec.kind == "boolean" and src.kind == "boolean":
                 out[i] = value
             elif spec.kind == "categorical":
-                match = [level for level in spec.levels if _norm(level) == _norm(value)]
+                match = [level for level in spec.vocabulary if _norm(level) == _norm(value)]
                 if match:
                     out[i] = match[0]
         return out
 
     def fill(self, dataset: str, metadata: dict[str, Any]) -> list[Any]:
         """Component values for an example case of `dataset` (other datasets' fields untouched)."""
-        return [to_form(s, metadata.get(s.name)) if s.dataset == dataset else gr.update() for s in self.fields]
+        return [to_form(s.field, metadata.get(s.name)) if s.dataset == dataset else gr.update() for s in self.fields]

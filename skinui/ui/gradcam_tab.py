@@ -7,25 +7,20 @@ import gradio as gr
 
 from skinui.cases import IMAGE_MODALITIES
 from skinui.ui import figures
-from skinui.ui.service import AppError, build_case
-from skinui.ui.session import AppContext, Session
+from skinui.ui.entries import AppError
+from skinui.ui.session import AppContext, Session, encoded_case
+from skinui.ui.texts import PREDICTED
 
-PREDICTED = "predicted class"
 NONE = "none"
 
 
 def compute_cams(ctx: AppContext, name: str, session: Session, target: str | None) -> tuple[str, dict[str, Any]]:
     """(class explained, {modality: heatmap}) for entry `name` on the session's case."""
-    from skinui.explain import encode_case, resolve_target
-    from skinui.explain.cam import gradcam_encoded
+    from skinui.explain import gradcams, resolve_target
 
-    with ctx.cache.use(name) as entry:
-        case = build_case(entry, session.inputs())
-        enc = encode_case(entry, case)
-        classes = enc.classes
-        t = resolve_target(entry, target if target in classes else None, enc.logits)
-        cams = {m: h for m in IMAGE_MODALITIES if (h := gradcam_encoded(enc, m, t)) is not None}
-    return classes[t], cams
+    with encoded_case(ctx.cache, session, name) as enc:
+        t = resolve_target(enc, target if target in enc.classes else None)
+        return enc.classes[t], gradcams(enc, t)
 
 
 def overlays(session: Session, cams: dict[str, Any], opacity: float) -> list[Any]:

@@ -7,9 +7,9 @@ import gradio as gr
 
 from skinui.explain.methods import METHOD_LABELS
 from skinui.ui import figures
-from skinui.ui.gradcam_tab import PREDICTED
-from skinui.ui.service import AppError, build_case
-from skinui.ui.session import AppContext, Session
+from skinui.ui.entries import AppError
+from skinui.ui.session import AppContext, Session, encoded_case
+from skinui.ui.texts import PREDICTED
 
 BOTH = "both side by side"
 EXPLAINER = (
@@ -55,14 +55,12 @@ def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list
     ex = session.explanation
     if ex is None or not ex.relevance:
         return [note_for(session), *plots_for({}, "", mode)]
-    from skinui.explain import encode_case, relevance, resolve_target
+    from skinui.explain import relevance, resolve_target
 
     try:
-        with ctx.cache.use(session.entry) as entry:
-            case = build_case(entry, session.inputs())
-            enc = encode_case(entry, case)
-            t = resolve_target(entry, None if choice == PREDICTED else choice, enc.logits)
-            scores = {m: relevance(entry, case, m, t, encoded=enc) for m in list(METHOD_LABELS)}
+        with encoded_case(ctx.cache, session, session.entry) as enc:
+            t = resolve_target(enc, None if choice == PREDICTED else choice)
+            scores = {m: relevance(enc, m, t) for m in METHOD_LABELS}
             target = enc.classes[t]
     except (AppError, ValueError) as err:
         return [f"⚠️ {err}", *plots_for({}, "", mode)]

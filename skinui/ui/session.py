@@ -1,7 +1,8 @@
 """Per-user state (held in one `gr.State`, never shared) and the app's build-time context."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -10,8 +11,9 @@ import gradio as gr
 import numpy as np
 
 from skinui.cases import IMAGE_MODALITIES
+from skinui.ui.entries import EntryCache
 from skinui.ui.form import MetadataForm
-from skinui.ui.service import CaseInputs, EntryCache
+from skinui.ui.inputs import CaseInputs, build_case
 
 # Uploads are kept at most this size (longest side): the model sees 224 px, and a 40-megapixel
 # photo held per session would cost 120 MB of memory for nothing.
@@ -57,12 +59,24 @@ class Session:
     cam_target: str | None = None
     compare: dict[str, Any] | None = None  # second entry on the Grad-CAM tab: name, target, cams
     warnings: list[str] = field(default_factory=list)
+    # entry name -> skinui.inference.Encoded of this case: encoded once, reused by every tab
+    encoded: dict[str, Any] = field(default_factory=dict)
 
     def inputs(self) -> CaseInputs:
         return CaseInputs(dict(self.images), dict(self.metadata))
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)
+
+
+@contextmanager
+def encoded_case(cache: EntryCache, session: Session, name: str) -> Iterator[Any]:
+    """The session's case encoded by entry `name` (cached per session), with the entry held for use."""
+    with cache.use(name) as entry:
+        enc = session.encoded.get(name)
+        if enc is None:
+            enc = session.encoded[name] = entry.encode(build_case(entry, session.inputs()))
+        yield enc
 
 
 View = Callable[[Session], list[Any]]

@@ -7,6 +7,8 @@ f_I image features, f_M metadata features, f_J the fused (joint) features.
 """
 from __future__ import annotations
 
+PREDICTED = "predicted class"  # class pickers: explain the predicted class
+
 NOT_A_MEDICAL_DEVICE = (
     "**SkinUI is a research and teaching tool, not a medical device.** Its outputs are not a "
     "diagnosis and must not be used to make decisions about any person's care."

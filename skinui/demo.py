@@ -73,7 +73,7 @@ def make_demo_entry(weights_dir: str | Path, name: str = "demo_jiadf", *, datase
         "modalities": list(modalities), "classes": list(schema.classes), "model": copy.deepcopy(cfg),
         "metadata_encoder": encoder.to_dict() if encoder is not None else None,
         "leaky": False, "force_leaky": [],
-        "training": {"data": "none", "split": "none", "seed": seed, "command": "skinui.ui.demo_entry",
+        "training": {"data": "none", "split": "none", "seed": seed, "command": "skinui.demo",
                      "device": "none", "seconds": 0},
         "metrics": {"balanced_accuracy": 1 / len(schema.classes)},
         "calibration": calibration_summary(logits[:200], labels[:200], logits[200:], labels[200:]),

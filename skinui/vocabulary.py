@@ -1,0 +1,31 @@
+"""The words every part of SkinUI shares: modalities, branches, their labels, modality subsets.
+
+Torch-free and dependency-free, so models, explanations, the app and training all import the same
+tuples instead of keeping copies in step by hand.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+MODALITIES = ("dermoscopic", "clinical", "metadata")
+IMAGE_MODALITIES = ("dermoscopic", "clinical")
+SHORT = {"dermoscopic": "D", "clinical": "C", "metadata": "M"}
+# In sentences ("No clinical image given; ...") and on controls ("Clinical close-up").
+MODALITY_LABELS = {"dermoscopic": "dermoscopic image", "clinical": "clinical image", "metadata": "metadata"}
+MODALITY_TITLES = {"dermoscopic": "Dermoscopic image", "clinical": "Clinical close-up", "metadata": "Metadata"}
+
+# The three heads of the joint-individual structures (JIF, JI-ADF), in the order of their weights alpha.
+BRANCHES = ("image", "joint", "metadata")
+BRANCH_LABELS = {"image": "image", "joint": "joint (image + metadata)", "metadata": "metadata"}
+
+
+def subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, largest first: 7 for trimodal, 3 for bimodal."""
+    mods = list(modalities)
+    return [c for r in range(len(mods), 0, -1) for c in combinations(mods, r)]
+
+
+def subset_name(subset: Sequence[str]) -> str:
+    """("dermoscopic", "metadata") -> "D+M"."""
+    return "+".join(SHORT[m] for m in subset)

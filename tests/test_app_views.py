@@ -115,6 +115,9 @@ def test_prediction_view(app, analysed):
     headline, probs, branches = prediction_tab.render(app, session)
     ex = session.explanation
     assert f"## {ex.prediction}" in headline and "Branch weights α" in headline
+    # JIF's weights are a fixed average: never read as "this decision leaned most on ..."
+    jif = prediction_tab.headline(ex, {}, structure="jif")
+    assert "Branch weights α" not in jif and "fixed, equal weights" in jif
     assert isinstance(probs, go.Figure) and len(probs.data[0].x) == len(ex.classes)
     assert branches["visible"] is True and isinstance(branches["value"], go.Figure)
     empty = prediction_tab.render(app, Session())

@@ -100,7 +100,8 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     entry = load_entry(cfg["name"], weights_dir)
 
     val = [prep.cases[i] for i in prep.split["val"]]
-    cache = EncodeCache(Path(run_dir).parent / "_cache" / "encode")  # shared by every entry on the same encoder
+    # shared by every entry on the same encoder (rows are keyed by the encoder's weights)
+    cache = EncodeCache(Path((cfg.get("cache") or {}).get("dir") or Path(run_dir).parent / "_cache") / "encode")
     val_subsets = subset_logits(entry, val, cache=cache)
     val_logits = val_subsets[tuple(entry.model.modalities)]
     val_labels = prep.labels[prep.split["val"]]

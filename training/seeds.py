@@ -45,6 +45,9 @@ def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root
     from training.loop import fit
 
     cfg = {**cfg, "train": {**cfg["train"], "seed": seed}}
+    # Every seed reads the same frozen-encoder features (the views are deterministic): one cache
+    # under OUT for all seeds, not one per seed folder.
+    cfg["cache"] = {**cfg["cache"], "dir": cfg["cache"].get("dir") or str(out / "_cache")}
     config = cfg["name"]
     if cfg["train"]["mode"] != "features":
         raise SystemExit(f"{config} is not a stage-2 config (train.mode: features); seeds re-runs only those.")

@@ -6,6 +6,7 @@ from typing import Any
 import gradio as gr
 
 from skinui.ui import figures
+from skinui.ui.cards import card_structure
 from skinui.ui.session import AppContext, Session
 
 BRANCH_WORDS = {"image": "the images", "joint": "the joint (image + metadata) features", "metadata": "the metadata"}
@@ -27,13 +28,17 @@ def class_names(ctx: AppContext, name: str | None) -> dict[str, str]:
     return dict(names or {})
 
 
-def headline(ex: Any, names: dict[str, str]) -> str:
+def headline(ex: Any, names: dict[str, str], structure: str = "jiadf") -> str:
     label = names.get(ex.prediction, "")
     text = f"## {ex.prediction}{f' — {label}' if label else ''}\nConfidence **{ex.confidence:.1%}** (calibrated)"
-    if ex.branch_weights:
+    if ex.branch_weights and structure == "jiadf":  # adaptive: alpha is this case's own
         lead = max(ex.branch_weights, key=ex.branch_weights.get)
         parts = ", ".join(f"{b} {w:.2f}" for b, w in ex.branch_weights.items())
         text += (f"\n\nBranch weights α: {parts}. This decision leaned most on {BRANCH_WORDS.get(lead, lead)}.")
+    elif ex.branch_weights:  # JIF: a fixed average, the same for every case; nothing to read into it
+        present = [BRANCH_WORDS.get(b, b) for b, w in ex.branch_weights.items() if w > 0]
+        text += (f"\n\nThis joint-individual entry averages its branches ({', '.join(present)}) with fixed, equal "
+                 f"weights; only JI-ADF weighs them per case.")
     return text
 
 
@@ -44,7 +49,8 @@ def render(ctx: AppContext, session: Session) -> list[Any]:
         return ["Analyse a case on the Case tab to see its prediction.", None, gr.update(value=None, visible=False)]
     names = class_names(ctx, session.entry)
     branch = figures.branch_figure(ex.branch_probabilities, ex.branch_weights, ex.prediction)
-    return [headline(ex, names), figures.probability_figure(ex.probabilities, names),
+    structure = card_structure(ctx.cache.card(session.entry)) if session.entry else "jiadf"
+    return [headline(ex, names, structure), figures.probability_figure(ex.probabilities, names),
             gr.update(value=branch, visible=branch is not None)]
 
 

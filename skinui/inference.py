@@ -123,7 +123,8 @@ class Entry:
         for i in range(len(cases)):
             have = [m for m in wanted if batch.get(m) is not None and bool(batch["mask"][m][i])]
             if not have:
-                raise ValueError(f"Case {cases[i].case_id} carries none of this model's inputs "
+                who = f"Case {cases[i].case_id}" if cases[i].case_id else "This case"
+                raise ValueError(f"{who} carries none of this model's inputs "
                                  f"({', '.join(LABELS[m] for m in wanted)}); give at least one.")
             notes[i] += [f"No {LABELS[m]} given; the model predicted without it." for m in wanted if m not in have]
         if self.card.get("leaky"):

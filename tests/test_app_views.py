@@ -282,3 +282,59 @@ def test_switching_dataset_carries_the_same_facts_over(tmp_path):
     values[index["ham10000", "age"]] = "40"  # already typed there: kept
     assert isinstance(form.carry_over("syn", "ham", values)[index["ham10000", "age"]], dict)
     assert all(isinstance(v, dict) for v in form.carry_over("syn", "syn", values))  # same dataset: nothing
+
+
+def _explained(probabilities: dict, prediction: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(probabilities=probabilities, prediction=prediction,
+                           confidence=probabilities[prediction], branch_weights=None)
+
+
+def test_headline_never_shows_a_losers_probability_as_the_winners():
+    """ham10000_jiadf on a nevus: decided mel at 39% beside nv at 53% must say so in one sentence."""
+    ex = _explained({"nv": 0.531, "mel": 0.390, "bkl": 0.079}, "mel")
+    text = prediction_tab.headline(ex, {"mel": "Melanoma"})
+    assert "prevalence-adjusted decision" in text and "the most probable class is **nv** (53.1%)" in text
+    assert "Confidence **39.0%**" not in text and "relative to how common each class is" in text
+    assert texts.NOTICE_SHORT in text  # the notice sits next to every prediction
+    plain = prediction_tab.headline(_explained({"nv": 0.8, "mel": 0.2}, "nv"), {})
+    assert "most probable" not in plain and "Probability **80.0%**" in plain
+    assert texts.decision_headline({"nv": 0.53, "df": 0.06}, "df") == "**df** (P 6%; most probable: nv 53%)"
+
+
+def test_ablation_sentence_says_when_the_decision_is_not_the_most_probable_class(analysed):
+    session, _ = analysed
+    ex = session.explanation
+    rows = [dict(r) for r in ex.ablation]
+    low = min(rows[-1]["probabilities"], key=rows[-1]["probabilities"].get)
+    rows[-1]["prediction"] = low  # as the prevalence rule may pick a rare class
+    fake = session.with_(explanation=type(ex)(**{**ex.__dict__, "ablation": rows}))
+    only = rows[-1]["modalities"]
+    text = ablation_tab.toggled(fake, *(m in only for m in ("dermoscopic", "clinical", "metadata")))[0]
+    assert "most probable:" in text and "prevalence-adjusted rule" in text
+
+
+def test_about_tab_follows_the_entry_in_use_and_words_the_split(app, analysed):
+    session, _ = analysed
+    views = app.render_views(session.with_(entry="tri_jf"))
+    assert any(isinstance(v, str) and "Demo jf/concat" in v for v in views)
+    words = about_tab.split_words({"description": "grouped by patient_id", "sizes": {"train": 3, "val": 1, "test": 1}})
+    assert words == "split grouped by patient_id (train 3 / val 1 / test 1)" and "{" not in words
+
+
+def test_compare_defaults_to_the_analysed_entrys_dataset(tmp_path):
+    make_demo_entry(tmp_path, "tri", image_size=SIZE)
+    make_demo_entry(tmp_path, "pad", image_size=SIZE, dataset="pad-ufes-20", modalities=("clinical", "metadata"))
+    demo, ctx = build_app(tmp_path, default_entry="tri")
+    views = ctx.render_views(Session(entry="pad"))
+    assert any(isinstance(v, dict) and v.get("value") == "pad-ufes-20" for v in views)
+
+
+def test_no_internal_case_id_reaches_a_user(app):
+    with app.cache.use("tri_jiadf") as entry:
+        from skinui.ui.inputs import CaseInputs, build_case
+
+        with pytest.raises(ValueError) as err:
+            entry.predict([build_case(entry, CaseInputs({}, {}))])
+    assert "This case carries none" in str(err.value) and "app-case" not in str(err.value)

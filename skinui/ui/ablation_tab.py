@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from skinui.ui import figures
+from skinui.ui import figures, texts
 from skinui.ui.session import AppContext, Session
 from skinui.vocabulary import MODALITIES, MODALITY_TITLES, SHORT
 
@@ -39,8 +39,11 @@ def toggled(session: Session, d: bool, c: bool, m: bool) -> list[Any]:
     if row is None:
         return ["Switch on at least one input this entry uses.", None]
     ignored = [mod for mod in wanted if mod not in used]
-    text = f"With **{row['subset']}**: **{row['prediction']}** at {row['confidence']:.0%} (all inputs: {ex.prediction} " \
-           f"at {ex.confidence:.0%})."
+    text = (f"With **{row['subset']}**: {texts.decision_headline(row['probabilities'], row['prediction'])} "
+            f"(all inputs: {texts.decision_headline(ex.probabilities, ex.prediction)}).")
+    if texts.decision_words(row["probabilities"], row["prediction"]):
+        text += (" The decided class is not the most probable one: the prevalence-adjusted rule picks the class "
+                 "whose probability is highest relative to how common it is.")
     if not row["complete"]:
         text += " The case itself lacks one of these inputs, so that branch uses the model's missing embedding."
     if ignored:

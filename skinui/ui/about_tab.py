@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from skinui import evidence
 from skinui.ui import texts
 from skinui.ui.cards import card_fusion, card_structure, headline_metrics
 from skinui.ui.entries import EntryCache
@@ -30,6 +31,15 @@ def licences_markdown(cache: EntryCache) -> str:
     return "\n".join(lines) or "No entries installed, so no datasets to list."
 
 
+def split_words(split: Any) -> str:
+    """'split grouped by patient_id, ... (train 333 / val 72 / test 71)' from a card's split record."""
+    if not isinstance(split, dict):
+        return f"split {split or 'not recorded'}"
+    sizes = split.get("sizes") or {}
+    counts = " / ".join(f"{k} {sizes[k]}" for k in ("train", "val", "test") if k in sizes)
+    return f"split {split.get('description') or split.get('method', '?')}" + (f" ({counts})" if counts else "")
+
+
 def card_markdown(card: dict[str, Any] | None) -> str:
     if not card:
         return "No entry installed."
@@ -41,12 +51,14 @@ def card_markdown(card: dict[str, Any] | None) -> str:
         f"- **Dataset**: {card.get('dataset')}; classes {', '.join(card.get('classes', []))}",
         f"- **Inputs**: {', '.join(card.get('modalities', []))}; fusion `{card_fusion(card)}`, "
         f"structure `{card_structure(card)}`",
-        f"- **Test metrics**: {headline_metrics(card)}",
+        f"- **Test metrics**: {headline_metrics(card)} (95% intervals over lesions/patients)",
+        f"- **Validation balanced accuracy** (same decision rule; what choices read): "
+        f"{evidence.with_interval(card, 'balanced_accuracy', 'val')}" if card.get("metrics_val") else "",
         f"- **Calibration**: T = {calibration.get('temperature', 1.0):.2f}, ECE {calibration.get('ece', float('nan')):.3f}"
         f" → {calibration.get('ece_calibrated', float('nan')):.3f}" if calibration else "- **Calibration**: none",
         "- **Decision rule**: prevalence-adjusted (the class most probable relative to how common it is)"
         if calibration.get("decision") == "prevalence_adjusted" else "",
-        f"- **Trained**: split `{training.get('split', '?')}`, seed {training.get('seed', '?')}, "
+        f"- **Trained**: {split_words(training.get('split'))}, seed {training.get('seed', '?')}, "
         f"on {training.get('device', '?')}; command `{training.get('command', '?')}`",
         f"- **Licence**: {card.get('licence', 'not recorded')}",
     ]
@@ -79,6 +91,9 @@ def build(ctx: AppContext) -> None:
                 json.dumps(_public(card) if card else {}, indent=2))
 
     pick.change(show, [pick], [card_md, alpha_plot, raw], api_visibility="private")
+    # After each analysis the About tab shows the card of the entry that produced it.
+    ctx.add_view([pick, card_md, alpha_plot, raw],
+                 lambda s: [gr.update(value=s.entry or ctx.default), *show(s.entry or ctx.default)])
 
 
 def _public(card: dict[str, Any]) -> dict[str, Any]:

@@ -128,3 +128,10 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         return methods_markdown(ctx.cache, ds), fig, sentence
 
     dataset.change(on_dataset, [dataset], [methods, intervals_plot, intervals_text], api_visibility="private")
+
+    def after_analysis(session: Session) -> list[Any]:
+        """Compare defaults to the dataset of the entry that analysed the case (never the start-up one's)."""
+        ds = ctx.cache.card(session.entry).get("dataset") if session.entry else default
+        return [gr.update(value=ds), *on_dataset(ds)]
+
+    ctx.add_view([dataset, methods, intervals_plot, intervals_text], after_analysis)

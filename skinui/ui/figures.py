@@ -48,11 +48,15 @@ def branch_figure(branch_probabilities: Mapping[str, Mapping[str, float]] | None
     labels = [BRANCH_LABELS.get(b, b) for b in branches]
     fig = go.Figure()
     p = [float(branch_probabilities[b].get(prediction, 0.0)) for b in branches]
-    fig.add_trace(go.Bar(x=labels, y=p, name=f"P({prediction}) of the branch", text=[f"{v:.0%}" for v in p]))
+    # Branch outputs are the raw (uncalibrated) softmax of each head: the legend says so, because the
+    # headline beside this chart is the calibrated probability and the two differ.
+    fig.add_trace(go.Bar(x=labels, y=p, name=f"P({prediction}) of the branch, uncalibrated",
+                         text=[f"{v:.0%}" for v in p]))
     if branch_weights:
         a = [float(branch_weights.get(b, 0.0)) for b in branches]
         fig.add_trace(go.Bar(x=labels, y=a, name="branch weight α", text=[f"{v:.2f}" for v in a]))
-    fig.update_layout(title="Per-branch predictions and weights", barmode="group", **_LAYOUT)
+    fig.update_layout(title="Per-branch predictions (raw, before calibration) and weights", barmode="group",
+                      **_LAYOUT)
     fig.update_yaxes(range=[0, 1.05])
     return fig
 

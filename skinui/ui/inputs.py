@@ -32,7 +32,7 @@ def build_case(entry: Any, inputs: CaseInputs) -> Case:
     uses = set(usable_modalities(entry.card))
     images = {m: (inputs.images.get(m) if m in uses else None) for m in IMAGE_MODALITIES}
     metadata = dict(inputs.metadata) if "metadata" in uses else {}
-    return Case("app-case", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
+    return Case("", dermoscopic=images["dermoscopic"], clinical=images["clinical"], metadata=metadata)
 
 
 def ignored_notes(card: dict[str, Any], present: list[str]) -> list[str]:

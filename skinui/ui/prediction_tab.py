@@ -5,7 +5,7 @@ from typing import Any
 
 import gradio as gr
 
-from skinui.ui import figures
+from skinui.ui import figures, texts
 from skinui.ui.cards import card_structure
 from skinui.ui.session import AppContext, Session
 
@@ -30,7 +30,15 @@ def class_names(ctx: AppContext, name: str | None) -> dict[str, str]:
 
 def headline(ex: Any, names: dict[str, str], structure: str = "jiadf") -> str:
     label = names.get(ex.prediction, "")
-    text = f"## {ex.prediction}{f' — {label}' if label else ''}\nConfidence **{ex.confidence:.1%}** (calibrated)"
+    why = texts.decision_words(ex.probabilities, ex.prediction)
+    if why:  # the decided class is not the most probable one: never show its number as the winner's
+        top = max(ex.probabilities, key=ex.probabilities.get)
+        text = (f"## {ex.prediction}{f' — {label}' if label else ''} (prevalence-adjusted decision)\n"
+                f"P({ex.prediction}) = **{ex.confidence:.1%}**; the most probable class is **{top}** "
+                f"({ex.probabilities[top]:.1%}). {why}")
+    else:
+        text = f"## {ex.prediction}{f' — {label}' if label else ''}\nProbability **{ex.confidence:.1%}** (calibrated)"
+    text += f"\n\n_{texts.NOTICE_SHORT}_"
     if ex.branch_weights and structure == "jiadf":  # adaptive: alpha is this case's own
         lead = max(ex.branch_weights, key=ex.branch_weights.get)
         parts = ", ".join(f"{b} {w:.2f}" for b, w in ex.branch_weights.items())

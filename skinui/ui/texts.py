@@ -9,6 +9,8 @@ from __future__ import annotations
 
 PREDICTED = "predicted class"  # class pickers: explain the predicted class
 
+NOTICE_SHORT = "Research and teaching tool, not a medical device: not a diagnosis, not for decisions about care."
+
 NOT_A_MEDICAL_DEVICE = (
     "**SkinUI is a research and teaching tool, not a medical device.** Its outputs are not a "
     "diagnosis and must not be used to make decisions about any person's care."
@@ -127,3 +129,20 @@ def describe(kind: str, name: str) -> str:
         return f"`{name}`: no description yet."
     text, equation = table[name]
     return f"{text}\n\n`{equation}`"
+
+
+def decision_words(probabilities: dict[str, float], prediction: str) -> str:
+    """'' when the decided class is the most probable one; else the plain sentence on why it is not."""
+    from skinui.inference import decision_note
+
+    top = max(probabilities, key=probabilities.get)
+    return "" if top == prediction else decision_note(top, probabilities[top], prediction)
+
+
+def decision_headline(probabilities: dict[str, float], prediction: str) -> str:
+    """'mel (P 39%; most probable: nv 53%)' or 'nv at 53%': never a winner's number that is not the winner's."""
+    top = max(probabilities, key=probabilities.get)
+    p = probabilities[prediction]
+    if top == prediction:
+        return f"**{prediction}** at {p:.0%}"
+    return f"**{prediction}** (P {p:.0%}; most probable: {top} {probabilities[top]:.0%})"

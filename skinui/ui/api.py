@@ -13,7 +13,7 @@ import gradio as gr
 
 from skinui.cases import ImageError
 from skinui.ui.cards import card_structure
-from skinui.ui.entries import AppError, EntryCache
+from skinui.ui.entries import SYNTHETIC, AppError, EntryCache
 from skinui.ui.inputs import CaseInputs, build_case, ignored_notes
 from skinui.ui.session import AppContext, UploadImage, shrink
 from skinui.ui.uploads import read_upload
@@ -49,13 +49,20 @@ def _read_all(paths: dict[str, str | None]) -> dict[str, Any]:
 def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscopic: str | None,
             clinical: str | None, metadata_json: str | None) -> dict[str, Any]:
     """One prediction; user errors come back as `{"entry", "error"}`."""
-    name = (entry or "").strip() or default
+    name = (entry or "").strip()
+    notes: list[str] = []
     try:
         images = _read_all({"dermoscopic": dermoscopic, "clinical": clinical})
+        inputs = CaseInputs(images, parse_metadata(metadata_json))
+        if not name:  # the default follows the inputs: a real photo never goes to a synthetic-data model
+            name = cache.default_for(inputs.present()) or default or ""
+            if name and cache.card(name).get("dataset") == SYNTHETIC and any(
+                    m in inputs.present() for m in ("dermoscopic", "clinical")):
+                notes.append(f"No real-data entry reads this image, so the default {name} answered: it was trained "
+                             f"on SynthDerm, SkinUI's synthetic benchmark, and says nothing about a real lesion.")
         if not name:
             raise AppError("No model entry is installed; put entries in the weights folder (see the Case tab).")
         card = cache.card(name)
-        inputs = CaseInputs(images, parse_metadata(metadata_json))
         with cache.use(name) as loaded:
             result = loaded.predict([build_case(loaded, inputs)])[0]
     except (AppError, ValueError) as err:
@@ -66,7 +73,7 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         "prediction": result.prediction,
         "branch_weights": dict(result.branch_weights) if card_structure(card) == "jiadf" and result.branch_weights
         else None,
-        "warnings": [*result.warnings, *ignored_notes(card, inputs.present())],
+        "warnings": [*notes, *result.warnings, *ignored_notes(card, inputs.present())],
     }
 
 

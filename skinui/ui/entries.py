@@ -16,7 +16,10 @@ from typing import Any
 
 from skinui import evidence
 from skinui.paths import default_weights_dir
-from skinui.ui.cards import takes_pixels
+from skinui.ui.cards import pixel_modalities, takes_pixels, usable_modalities
+from skinui.vocabulary import IMAGE_MODALITIES
+
+SYNTHETIC = "synthderm"  # the project's own synthetic benchmark: never the default for a real photo
 
 
 class AppError(ValueError):
@@ -67,6 +70,26 @@ class EntryCache:
         usable = [c for c in self.cards if not c.get("leaky")] or self.cards
         widest = max((takes_pixels(c), len(c.get("modalities", []))) for c in usable)
         candidates = [c for c in usable if (takes_pixels(c), len(c.get("modalities", []))) == widest]
+        return evidence.best_on_validation(candidates) or sorted(c["name"] for c in candidates)[0]
+
+    def default_for(self, present: list[str]) -> str | None:
+        """The entry an empty entry name means for a case with these inputs.
+
+        A real photo goes to a real-data entry that reads it (dermoscopic -> HAM10000, clinical ->
+        PAD-UFES-20, whichever covers more of the inputs given; then the best on validation), never to
+        a model of the synthetic SynthDerm benchmark; without any photo, the app's default.
+        """
+        photos = [m for m in present if m in IMAGE_MODALITIES]
+        real = [c for c in self.cards if not c.get("leaky") and c.get("dataset") != SYNTHETIC
+                and any(m in pixel_modalities(c) for m in photos)]
+        if not real:
+            return self.default_name()
+        covered = lambda c: sum(m in usable_modalities(c) for m in present)  # noqa: E731
+        best_cover = max(covered(c) for c in real)
+        # ties between datasets: the dermoscopic one (dermoscopy is what these models read best)
+        top = [c for c in real if covered(c) == best_cover]
+        first = min(top, key=lambda c: IMAGE_MODALITIES.index(pixel_modalities(c)[0]))["dataset"]
+        candidates = [c for c in top if c["dataset"] == first]
         return evidence.best_on_validation(candidates) or sorted(c["name"] for c in candidates)[0]
 
     def _get(self, name: str) -> tuple[Any, threading.Lock]:

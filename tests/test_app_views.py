@@ -128,13 +128,32 @@ def test_gradcam_views(app, analysed):
     session, _ = analysed
     out = gradcam_tab.render(app, session, opacity=0.3)
     assert out[0]["choices"][0] == gradcam_tab.PREDICTED
-    derm, clin = out[2], out[3]
-    assert derm.shape == session.images["dermoscopic"].shape and clin.shape == session.images["clinical"].shape
-    new_session, caption, d2, _ = gradcam_tab.on_class(app, "DF", 0.5, session)
-    assert "DF" in caption and new_session.cam_target == "DF" and not np.array_equal(d2, derm)
+    derm, clin = out[2]["value"], out[3]["value"]
+    h, w = session.images["dermoscopic"].shape[:2]
+    # plain image | overlay | colour scale, in one picture
+    assert derm.shape[0] == h and derm.shape[1] > 2 * w and np.array_equal(derm[:, :w], session.images["dermoscopic"])
+    assert clin.shape[0] == session.images["clinical"].shape[0]
+    new_session, caption, d2, *_ = gradcam_tab.on_class(app, "DF", 0.5, session)
+    assert "DF" in caption and new_session.cam_target == "DF" and not np.array_equal(d2["value"], derm)
     cmp_session, cap2, u1, _ = gradcam_tab.on_compare(app, "tri_jf", gradcam_tab.PREDICTED, 0.5, session)
     assert "tri_jf" in cap2 and u1["visible"] and cmp_session.compare["entry"] == "tri_jf"
     assert gradcam_tab.on_compare(app, "none", gradcam_tab.PREDICTED, 0.5, session)[2]["visible"] is False
+
+
+def test_changing_the_class_updates_the_second_entry_too(app, analysed):
+    session, _ = analysed
+    cmp_session = gradcam_tab.on_compare(app, "tri_jf", gradcam_tab.PREDICTED, 0.5, session)[0]
+    out = gradcam_tab.on_class(app, "DF", 0.5, cmp_session)
+    new_session, cap2 = out[0], out[4]
+    assert new_session.compare["target"] == "DF" and "**DF**" in cap2
+
+
+def test_gradcam_hides_panels_the_entry_cannot_read_and_explains_a_flat_map(app, analysed):
+    session, _ = analysed
+    dm = gradcam_tab.panels(app, "dm_late", session, session.cams, 0.5)
+    assert dm[0]["visible"] is True and dm[1]["visible"] is False  # dm_late reads no clinical image
+    flat = gradcam_tab.caption("e", "DF", {"dermoscopic": np.zeros((8, 8), np.float32)})
+    assert "map is flat" in flat
 
 
 def test_overlay_opacity_blends():

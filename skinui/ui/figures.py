@@ -26,6 +26,27 @@ def overlay(image: np.ndarray, cam: np.ndarray | None, opacity: float = 0.5) -> 
     return np.uint8(np.clip((1 - alpha) * image.astype(np.float32) + alpha * heat.astype(np.float32), 0, 255))
 
 
+def colour_bar(height: int, width: int = 28) -> np.ndarray:
+    """The jet scale the overlays use, 1 (top, most weight) to 0 (bottom), labelled at both ends."""
+    ramp = np.linspace(255, 0, height, dtype=np.float32)[:, None].repeat(width, 1).astype(np.uint8)
+    bar = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)[..., ::-1].copy()
+    for text, y in (("1", 14), ("0", height - 4)):
+        cv2.putText(bar, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return bar
+
+
+def cam_panel(image: np.ndarray, cam: np.ndarray | None, opacity: float = 0.5) -> np.ndarray:
+    """The plain image, the Grad-CAM overlay and the colour scale side by side (one picture)."""
+    shown = overlay(image, cam, opacity)
+    gap = np.full((image.shape[0], 6, 3), 255, dtype=np.uint8)
+    return np.hstack([image, gap, shown, gap, colour_bar(image.shape[0])])
+
+
+def is_flat(cam: np.ndarray | None) -> bool:
+    """A map with no region standing out (all zeros after pytorch-grad-cam's ReLU and scaling)."""
+    return cam is not None and float(np.ptp(np.asarray(cam))) < 1e-6
+
+
 def thumbnail(image: np.ndarray, side: int = 96) -> np.ndarray:
     h, w = image.shape[:2]
     scale = side / max(h, w)

@@ -5,11 +5,12 @@ from typing import Any
 
 import gradio as gr
 
-from skinui.cases import IMAGE_MODALITIES
 from skinui.ui import figures
+from skinui.ui.cards import pixel_modalities
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
 
 NONE = "none"
 
@@ -23,9 +24,16 @@ def compute_cams(ctx: AppContext, name: str, session: Session, target: str | Non
         return enc.classes[t], gradcams(enc, t)
 
 
-def overlays(session: Session, cams: dict[str, Any], opacity: float) -> list[Any]:
-    return [figures.overlay(session.images[m], cams.get(m), opacity) if session.images.get(m) is not None else None
-            for m in IMAGE_MODALITIES]
+def panels(ctx: AppContext, name: str | None, session: Session, cams: dict[str, Any], opacity: float) -> list[Any]:
+    """One update per image modality: plain | overlay | colour scale, hidden where entry `name` reads no
+    such image or the case has none."""
+    reads = set(pixel_modalities(ctx.cache.card(name))) if name else set()
+    out = []
+    for m in IMAGE_MODALITIES:
+        image = session.images.get(m)
+        show = m in reads and image is not None
+        out.append(gr.update(value=figures.cam_panel(image, cams.get(m), opacity) if show else None, visible=show))
+    return out
 
 
 def caption(name: str | None, target: str | None, cams: dict[str, Any]) -> str:
@@ -33,30 +41,46 @@ def caption(name: str | None, target: str | None, cams: dict[str, Any]) -> str:
         return ""
     if not cams:
         return f"{name}: no image branch to explain on this case (no image given, or the entry takes none)."
-    return f"**{name}**: where the model looked for **{target}** (red = more weight)."
+    text = f"**{name}**: where the model looked for **{target}** (left: the image; right: red = more weight)."
+    flat = [m for m, cam in cams.items() if figures.is_flat(cam)]
+    if flat:
+        text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the last "
+                 f"convolutional layer (common for a class the model finds unlikely), so nothing is highlighted.")
+    return text
 
 
 def render(ctx: AppContext, session: Session, opacity: float = 0.5) -> list[Any]:
     """[class picker, caption, dermoscopic, clinical, compare caption, compare dermoscopic, compare clinical]."""
     classes = session.explanation.classes if session.explanation is not None else []
     picker = gr.update(choices=[PREDICTED, *classes], value=PREDICTED)
-    main = [caption(session.entry, session.cam_target, session.cams), *overlays(session, session.cams, opacity)]
+    return [picker, *views(ctx, session, opacity)]
+
+
+def views(ctx: AppContext, session: Session, opacity: float) -> list[Any]:
+    """[caption, panels..., compare caption, compare panels...] for the session's cams."""
+    main = [caption(session.entry, session.cam_target, session.cams),
+            *panels(ctx, session.entry, session, session.cams, opacity)]
     cmp = session.compare or {}
-    second = [caption(cmp.get("entry"), cmp.get("target"), cmp.get("cams", {})),
-              *overlays(session, cmp.get("cams", {}), opacity)] if cmp else ["", None, None]
-    return [picker, *main, second[0], *[gr.update(value=v, visible=bool(cmp)) for v in second[1:]]]
+    if not cmp:
+        return [*main, "", *[gr.update(value=None, visible=False) for _ in IMAGE_MODALITIES]]
+    return [*main, caption(cmp["entry"], cmp["target"], cmp["cams"]), *panels(ctx, cmp["entry"], session, cmp["cams"], opacity)]
 
 
 def on_class(ctx: AppContext, choice: str, opacity: float, session: Session) -> list[Any]:
+    """The chosen class for both entries: the second entry never keeps explaining the old class."""
     if session.explanation is None:
-        return [session, "Analyse a case first.", None, None]
+        return [session, "Analyse a case first.", *[None] * len(IMAGE_MODALITIES), "", *[None] * len(IMAGE_MODALITIES)]
     target = None if choice == PREDICTED else choice
     try:
         label, cams = compute_cams(ctx, session.entry, session, target)
+        session = session.with_(cams=cams, cam_target=label)
+        if session.compare:
+            other = session.compare["entry"]
+            label2, cams2 = compute_cams(ctx, other, session, target)
+            session = session.with_(compare={"entry": other, "target": label2, "cams": cams2})
     except (AppError, ValueError) as err:
-        return [session, f"⚠️ {err}", None, None]
-    session = session.with_(cams=cams, cam_target=label)
-    return [session, caption(session.entry, label, cams), *overlays(session, cams, opacity)]
+        return [session, f"⚠️ {err}", *[gr.update() for _ in range(2 * len(IMAGE_MODALITIES) + 1)]]
+    return [session, *views(ctx, session, opacity)]
 
 
 def on_compare(ctx: AppContext, other: str, choice: str, opacity: float, session: Session) -> list[Any]:
@@ -68,8 +92,7 @@ def on_compare(ctx: AppContext, other: str, choice: str, opacity: float, session
     except (AppError, ValueError) as err:
         return [session, f"⚠️ {err}", *hidden]
     session = session.with_(compare={"entry": other, "target": label, "cams": cams})
-    return [session, caption(other, label, cams),
-            *[gr.update(value=v, visible=True) for v in overlays(session, cams, opacity)]]
+    return [session, caption(other, label, cams), *panels(ctx, other, session, cams, opacity)]
 
 
 def build(ctx: AppContext, session_state: gr.State) -> None:
@@ -79,18 +102,19 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="cam-opacity")
             other = gr.Dropdown([NONE, *ctx.cache.names()], value=NONE, label="Compare with a second entry",
                                 elem_id="cam-compare")
-        cap = gr.Markdown(elem_id="cam-caption")
-        with gr.Row():
-            images = [gr.Image(label=f"{m.capitalize()} + Grad-CAM", format="png", interactive=False, height=300,
-                               elem_id=f"cam-{m}") for m in IMAGE_MODALITIES]
-        cap2 = gr.Markdown(elem_id="cam-compare-caption")
-        with gr.Row():
-            images2 = [gr.Image(label=f"{m.capitalize()} (second entry)", format="png", interactive=False,
-                                height=300, visible=False, elem_id=f"cam2-{m}") for m in IMAGE_MODALITIES]
+        with gr.Row(equal_height=False):  # the two entries side by side, one column each
+            with gr.Column():
+                cap = gr.Markdown(elem_id="cam-caption")
+                images = [gr.Image(label=f"{MODALITY_TITLES[m]} · Grad-CAM · scale", format="png", interactive=False,
+                                   height=260, elem_id=f"cam-{m}") for m in IMAGE_MODALITIES]
+            with gr.Column():
+                cap2 = gr.Markdown(elem_id="cam-compare-caption")
+                images2 = [gr.Image(label=f"{MODALITY_TITLES[m]} (second entry)", format="png", interactive=False,
+                                    height=260, visible=False, elem_id=f"cam2-{m}") for m in IMAGE_MODALITIES]
     ctx.add_view([picker, cap, *images, cap2, *images2], lambda s: render(ctx, s))
     picker.input(lambda ch, op, s: on_class(ctx, ch, op, s), [picker, opacity, session_state],
-                 [session_state, cap, *images], api_visibility="private")
+                 [session_state, cap, *images, cap2, *images2], api_visibility="private")
     other.change(lambda o, ch, op, s: on_compare(ctx, o, ch, op, s), [other, picker, opacity, session_state],
                  [session_state, cap2, *images2], api_visibility="private")
-    opacity.release(lambda op, s: render(ctx, s, op)[1:], [opacity, session_state],
+    opacity.release(lambda op, s: views(ctx, s, op), [opacity, session_state],
                     [cap, *images, cap2, *images2], api_visibility="private")

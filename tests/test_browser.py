@@ -124,13 +124,15 @@ def test_user_journey(server, case_files):
         page.locator("[id^=field-][id$=-diameter_mm]").get_by_role("textbox").fill("250")
         shot(page, "case")
         page.click("#analyse")
-        expect(page.locator("#status")).to_contain_text("confidence")
+        expect(page.locator("#status")).to_contain_text("analysed in")
         status = text(page, "#status")
         entry = re.search(r"\(([\w.-]+)\); analysed", status).group(1)
         assert "outside the valid range" in status  # the 250 mm diameter was refused with a sentence
 
         open_tab(page, "Prediction")
-        expect(page.locator("#prediction-headline")).to_contain_text("Confidence")
+        expect(page.locator("#prediction-headline")).to_contain_text("calibrated")
+        # the notice sits once next to the prediction (and on the About tab), never as a banner everywhere
+        expect(page.locator("#prediction-headline")).to_contain_text("not a medical device")
         expect(page.locator("#prediction-probs .js-plotly-plot")).to_be_visible()
         shot(page, "prediction")
 
@@ -164,21 +166,21 @@ def test_user_journey(server, case_files):
 
         open_tab(page, "About")
         expect(page.locator("#about-statement")).to_contain_text("not a medical device")
-        assert page.get_by_text("not a medical device").count() == 1  # said once, where it is read
+        assert page.locator("#about-statement").get_by_text("not a medical device").count() == 1
 
         # switch to an entry of another dataset: the age typed above carries over, the analysis re-runs
         open_tab(page, "Case")
         page.locator("#entry-picker input").click()
         page.get_by_role("option").filter(has_text="ham10000 ·").first.click()
         expect(page.locator("#status")).not_to_contain_text(f"({entry})")
-        expect(page.locator("#status")).to_contain_text("confidence")
+        expect(page.locator("#status")).to_contain_text("analysed in")
         expect(page.locator("#field-ham10000-age").get_by_role("textbox")).to_have_value("67")
 
         # a broken file gets a sentence and the server keeps serving
         page.locator("#input-dermoscopic input[type=file]").set_input_files(str(case_files / "broken.jpg"))
         expect(page.locator("#status")).to_contain_text("not a readable image")
         page.click("#analyse")
-        expect(page.locator("#status")).to_contain_text("confidence")
+        expect(page.locator("#status")).to_contain_text("analysed in")
 
         assert outside == []  # nothing was fetched from outside this machine
         browser.close()

@@ -102,8 +102,7 @@ def analyse_session(ctx: AppContext, name: str | None, session: Session, images:
     session = session.with_(entry=name, explanation=explanation, cams=explanation.cams,
                             cam_target=explanation.target, compare=None, warnings=warnings)
     status = (f"{texts.decision_headline(explanation.probabilities, explanation.prediction)} ({name}); "
-              f"analysed in {explanation.seconds['total']:.2f} s. Open the other tabs for the explanations. "
-              f"_{texts.NOTICE_SHORT}_")
+              f"analysed in {explanation.seconds['total']:.2f} s. Open the other tabs for the explanations.")
     if warnings:
         status += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
     return session, status

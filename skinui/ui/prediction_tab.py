@@ -34,7 +34,7 @@ def headline(ex: Any, names: dict[str, str], structure: str = "jiadf") -> str:
     if why:  # the decided class is not the most probable one: never show its number as the winner's
         top = max(ex.probabilities, key=ex.probabilities.get)
         text = (f"## {ex.prediction}{f' — {label}' if label else ''} (prevalence-adjusted decision)\n"
-                f"P({ex.prediction}) = **{ex.confidence:.1%}**; the most probable class is **{top}** "
+                f"P({ex.prediction}) = **{ex.confidence:.1%}** (calibrated); the most probable class is **{top}** "
                 f"({ex.probabilities[top]:.1%}). {why}")
     else:
         text = f"## {ex.prediction}{f' — {label}' if label else ''}\nProbability **{ex.confidence:.1%}** (calibrated)"

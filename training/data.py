@@ -75,13 +75,29 @@ def get_adapter_class(dataset: str) -> type:
     return DATASETS.get(dataset)
 
 
+# (dataset, resolved root) -> load_cases' result, once `keep_cases_in_memory()` has been called.
+_CASES: dict[tuple[str, str], tuple[list[Case], dict[str, int], Schema]] | None = None
+
+
+def keep_cases_in_memory() -> None:
+    """A study runs dozens of fits in one process on the same files: parse them once, for every caller."""
+    global _CASES
+    if _CASES is None:
+        _CASES = {}
+
+
 def load_cases(dataset: str, root: Path) -> tuple[list[Case], dict[str, int], Schema]:
+    key = (dataset, str(Path(root).resolve()))
+    if _CASES is not None and key in _CASES:
+        return _CASES[key]
     result = get_adapter(dataset, root).load()
     schema = get_adapter_class(dataset).schema
     labelled = [c for c in result.cases if c.label in schema.classes]
     skipped = dict(result.dropped)
     if len(labelled) < len(result.cases):
         skipped["unlabelled"] = len(result.cases) - len(labelled)
+    if _CASES is not None:
+        _CASES[key] = (labelled, skipped, schema)
     return labelled, skipped, schema
 
 

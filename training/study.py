@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import hashlib
 import json
 import shlex
@@ -136,10 +135,9 @@ STUDIES.register(_P)(Study(
 # -- running ---------------------------------------------------------------------------------------
 def _cache_cases() -> None:
     """Parse the dataset once per process: every run of a study reads the same files."""
-    import training.data as td
+    from training.data import keep_cases_in_memory
 
-    if not hasattr(td.load_cases, "cache_info"):
-        td.load_cases = functools.lru_cache(maxsize=4)(td.load_cases)
+    keep_cases_in_memory()
 
 
 def fit_command(study: Study, entry: str, fold: int, sets: Sequence[str] = ()) -> str:

@@ -5,7 +5,7 @@ from typing import Any
 
 import gradio as gr
 
-from skinui.explain.methods import METHOD_LABELS
+from skinui.explain import METHOD_LABELS
 from skinui.ui import figures
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case

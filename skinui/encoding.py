@@ -227,12 +227,12 @@ class MetadataEncoder:
                 warnings.append(self._warning(spec, given, problem, levels))
             clean[spec.name] = value
         for name in raw:
-            if name in clean:
+            if name in clean or is_missing(raw[name]):  # an empty column is no input: nothing to warn about
                 continue
             if self.schema is not None and name in self.schema.leak_fields:
                 why = self.schema.leak_fields[name]
                 warnings.append(f"{name!r} is not an input of this model because it leaks the label: {why}; it was ignored.")
-            elif not is_missing(raw[name]):
+            else:
                 warnings.append(f"{name!r} is not a metadata field of this model; it was ignored.")
         return clean, warnings
 

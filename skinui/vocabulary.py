@@ -29,3 +29,14 @@ def subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
 def subset_name(subset: Sequence[str]) -> str:
     """("dermoscopic", "metadata") -> "D+M"."""
     return "+".join(SHORT[m] for m in subset)
+
+
+# Datasets name the same patient facts differently; the form carries a typed value over when the
+# user switches dataset, and the batch CLI reads another dataset's column names, through this map.
+CONCEPTS = {"age_approx": "age", "gender": "sex", "localization": "site", "region": "site",
+            "anatom_site_general": "site", "fitspatrick": "fitzpatrick"}
+
+
+def concept(field_name: str) -> str:
+    """The patient fact a dataset's field records ("gender" -> "sex", "region" -> "site")."""
+    return CONCEPTS.get(field_name, field_name)

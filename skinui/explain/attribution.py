@@ -57,10 +57,12 @@ def metadata_forward(enc: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def relevance(enc: Encoded, method: str = "integrated_gradients", target: int | str | None = None) -> dict[str, float]:
-    """Signed relevance of each metadata field for `target` (None = predicted class), |values| in [0, 1];
-    all zeros when the case has no metadata. Raises ValueError with a sentence for an unknown method
-    or an entry without metadata."""
+def relevance(enc: Encoded, method: str = "integrated_gradients", target: int | str | None = None,
+              scaled: bool = True) -> dict[str, float]:
+    """Signed relevance of each metadata field for `target` (None = predicted class): |values| in [0, 1]
+    when `scaled`, else in units of the target's calibrated probability (IG: the field's share of
+    P(x) - P(zero input); ablation: P drop when the field is set to unknown). All zeros when the case
+    has no metadata. Raises ValueError with a sentence for an unknown method or an entry without metadata."""
     if method not in RELEVANCE_METHODS:
         raise ValueError(f"Unknown relevance method {method!r}; choose one of {', '.join(RELEVANCE_METHODS.names())}.")
     encoder = enc.entry.encoder
@@ -74,7 +76,7 @@ def relevance(enc: Encoded, method: str = "integrated_gradients", target: int | 
     attr = RELEVANCE_METHODS.get(method)(metadata_forward(enc), x.detach().float(), t, enc)
     per_column = attr.detach()[0].numpy().astype(np.float64)
     grouped = {name: float(per_column[cols].sum()) for name, cols in encoder.groups}
-    return normalise_signed(grouped)
+    return normalise_signed(grouped) if scaled else grouped
 
 
 # Every registered method has a label, and every label a method (kept in step by this check, not by hand).

@@ -16,7 +16,7 @@ import numpy as np
 from skinui.explain.ablation import modality_ablation
 from skinui.explain.attribution import RELEVANCE_METHODS, relevance
 from skinui.explain.cam import gradcams
-from skinui.explain.core import resolve_target
+from skinui.explain.core import normalise_signed, resolve_target
 from skinui.inference import Encoded
 
 
@@ -31,7 +31,8 @@ class CaseExplanation:
     branch_probabilities: dict[str, dict[str, float]] | None
     branch_weights: dict[str, float] | None
     cams: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [H, W] in [0, 1]
-    relevance: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> field -> signed score
+    relevance: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> field -> score in [-1, 1]
+    relevance_raw: dict[str, dict[str, float]] = field(default_factory=dict)  # the same, unscaled (probability units)
     ablation: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
     warnings: list[str] = field(default_factory=list)  # the prediction's warnings on this case
@@ -46,9 +47,10 @@ def explain_case(enc: Encoded, target: int | str | None = None,
     clock["predict"] = time.perf_counter()
     cams = gradcams(enc, t)
     clock["gradcam"] = time.perf_counter()
-    rel = {}
+    raw = {}
     if enc.entry.encoder is not None and "metadata" in enc.entry.model.modalities:
-        rel = {m: relevance(enc, m, t) for m in (methods or tuple(RELEVANCE_METHODS.names()))}
+        raw = {m: relevance(enc, m, t, scaled=False) for m in (methods or tuple(RELEVANCE_METHODS.names()))}
+    rel = {m: normalise_signed(scores) for m, scores in raw.items()}
     clock["relevance"] = time.perf_counter()
     ablation = modality_ablation(enc, t)
     clock["ablation"] = time.perf_counter()
@@ -57,4 +59,4 @@ def explain_case(enc: Encoded, target: int | str | None = None,
     seconds["total"] = clock["ablation"] - clock["start"]
     return CaseExplanation(enc.entry.name, enc.classes, prediction.probabilities, prediction.prediction,
                            prediction.confidence, enc.classes[t], prediction.branch_probabilities,
-                           prediction.branch_weights, cams, rel, ablation, seconds, prediction.warnings)
+                           prediction.branch_weights, cams, rel, raw, ablation, seconds, prediction.warnings)

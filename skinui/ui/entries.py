@@ -77,13 +77,14 @@ class EntryCache:
 
         A real photo goes to a real-data entry that reads it (dermoscopic -> HAM10000, clinical ->
         PAD-UFES-20, whichever covers more of the inputs given; then the best on validation), never to
-        a model of the synthetic SynthDerm benchmark; without any photo, the app's default.
+        a model of the synthetic SynthDerm benchmark. None when no real-data entry reads the photos
+        given (or none is given): the caller's default answers.
         """
         photos = [m for m in present if m in IMAGE_MODALITIES]
         real = [c for c in self.cards if not c.get("leaky") and c.get("dataset") != SYNTHETIC
                 and any(m in pixel_modalities(c) for m in photos)]
         if not real:
-            return self.default_name()
+            return None  # the caller's default (the app's start-up entry) then answers
         covered = lambda c: sum(m in usable_modalities(c) for m in present)  # noqa: E731
         best_cover = max(covered(c) for c in real)
         # ties between datasets: the dermoscopic one (dermoscopy is what these models read best)

@@ -82,13 +82,26 @@ def branch_figure(branch_probabilities: Mapping[str, Mapping[str, float]] | None
     return fig
 
 
-def relevance_figure(scores: Mapping[str, float], title: str, signed: bool = True) -> go.Figure:
-    """One horizontal bar per clinical field; colour gives the sign (towards / against the class)."""
+def relevance_figure(scores: Mapping[str, float], title: str, signed: bool = True,
+                     raw: Mapping[str, float] | None = None, values_typed: Mapping[str, Any] | None = None) -> go.Figure:
+    """One horizontal bar per clinical field; colour gives the sign (towards / against the class).
+
+    `values_typed` puts each field's value in its label ("age = 67"); `raw` (probability units)
+    goes on hover, so the absolute size of an effect is never hidden by the scaling."""
     items = sorted(scores.items(), key=lambda kv: abs(kv[1]))
-    names = [k.replace("_", " ") for k, _ in items]
+    typed = values_typed or {}
+
+    def label(k: str) -> str:
+        v = typed.get(k)
+        return k.replace("_", " ") + (f" = {v}" if v not in (None, "") else " = unknown" if values_typed else "")
+
+    names = [label(k) for k, _ in items]
     values = [float(v) for _, v in items]
     colours = ["#2b8a3e" if v >= 0 else "#c92a2a" for v in values] if signed else None
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
+    hover = [f"{label(k)}: scaled {float(v):+.2f}" + (f"; effect on P {float(raw[k]) * 100:+.1f} points" if raw and k in raw
+                                                      else "") for k, v in items]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours, hovertext=hover,
+                           hoverinfo="text",
                            text=[f"{v:+.2f}" if signed else f"{v:.2f}" for v in values], textposition="auto"))
     layout = dict(_LAYOUT, height=max(260, 28 * len(values) + 110))
     fig.update_layout(title=title, xaxis_title="relevance (green: towards the class, red: against)"

@@ -13,18 +13,10 @@ from typing import Any
 import gradio as gr
 
 from skinui.schema import Field
+from skinui.vocabulary import concept
 
 UNKNOWN = "unknown"
 BOOL_CHOICES = [UNKNOWN, "yes", "no"]
-# Datasets name the same patient facts differently; these carry over when the user switches dataset.
-CONCEPTS = {"age_approx": "age", "gender": "sex", "localization": "site", "region": "site",
-            "anatom_site_general": "site", "fitspatrick": "fitzpatrick"}
-
-
-def concept(name: str) -> str:
-    return CONCEPTS.get(name, name)
-
-
 def _norm(value: Any) -> str:
     return str(value).strip().lower().replace("_", " ").replace("-", " ")
 

@@ -20,15 +20,26 @@ EXPLAINER = (
 )
 
 
-def plots_for(scores: dict[str, dict[str, float]], target: str, mode: str) -> list[Any]:
+def plots_for(scores: dict[str, dict[str, float]], target: str, mode: str,
+              raw: dict[str, dict[str, float]] | None = None, typed: dict[str, Any] | None = None) -> list[Any]:
     """One plot update per registered method (visible per `mode`)."""
     out = []
     for method in list(METHOD_LABELS):
         label = METHOD_LABELS.get(method, method)
         show = mode in (BOTH, label) and bool(scores.get(method))
-        fig = figures.relevance_figure(scores[method], f"{label}: fields for {target}") if scores.get(method) else None
+        fig = figures.relevance_figure(scores[method], f"{label}: fields for {target}", raw=(raw or {}).get(method),
+                                       values_typed=typed) if scores.get(method) else None
         out.append(gr.update(value=fig, visible=show))
     return out
+
+
+def disagreement(scores: dict[str, dict[str, float]]) -> str:
+    """A sentence when the methods name different top fields (then neither ranking deserves much trust)."""
+    tops = {METHOD_LABELS.get(m, m): max(s, key=lambda k: abs(s[k])) for m, s in scores.items() if any(s.values())}
+    if len(set(tops.values())) <= 1:
+        return ""
+    return ("The methods disagree on the most relevant field (" + "; ".join(f"{m}: {f}" for m, f in tops.items())
+            + "): read the ranking as uncertain.")
 
 
 def note_for(session: Session) -> str:
@@ -39,7 +50,7 @@ def note_for(session: Session) -> str:
         return f"{session.entry} takes no metadata, so there is no field relevance to show."
     if all(v == 0 for scores in ex.relevance.values() for v in scores.values()):
         return "All relevances are zero: this case has no metadata (or the model ignores it), so no field drove it."
-    return EXPLAINER
+    return " ".join(t for t in (EXPLAINER, disagreement(ex.relevance)) if t)
 
 
 def render(ctx: AppContext, session: Session) -> list[Any]:
@@ -48,7 +59,8 @@ def render(ctx: AppContext, session: Session) -> list[Any]:
     classes = ex.classes if ex is not None else []
     picker = gr.update(choices=[PREDICTED, *classes], value=PREDICTED)
     scores = ex.relevance if ex is not None else {}
-    return [picker, note_for(session), *plots_for(scores, ex.target if ex else "", BOTH)]
+    raw = ex.relevance_raw if ex is not None else {}
+    return [picker, note_for(session), *plots_for(scores, ex.target if ex else "", BOTH, raw, session.metadata)]
 
 
 def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list[Any]:
@@ -56,15 +68,18 @@ def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list
     if ex is None or not ex.relevance:
         return [note_for(session), *plots_for({}, "", mode)]
     from skinui.explain import relevance, resolve_target
+    from skinui.explain.core import normalise_signed
 
     try:
         with encoded_case(ctx.cache, session, session.entry) as enc:
             t = resolve_target(enc, None if choice == PREDICTED else choice)
-            scores = {m: relevance(enc, m, t) for m in METHOD_LABELS}
+            raw = {m: relevance(enc, m, t, scaled=False) for m in METHOD_LABELS}
+            scores = {m: normalise_signed(s) for m, s in raw.items()}
             target = enc.classes[t]
     except (AppError, ValueError) as err:
         return [f"⚠️ {err}", *plots_for({}, "", mode)]
-    return [note_for(session), *plots_for(scores, target, mode)]
+    return [" ".join(t for t in (note_for(session), disagreement(scores)) if t and t not in note_for(session)) or
+            note_for(session), *plots_for(scores, target, mode, raw, session.metadata)]
 
 
 def build(ctx: AppContext, session_state: gr.State) -> None:

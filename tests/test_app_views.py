@@ -173,6 +173,18 @@ def test_relevance_views(app, analysed):
     bars = ig["value"].data[0]
     assert len(bars.y) == len(app.cache.card("tri_jiadf")["metadata_encoder"]["fields"])
     assert max(abs(v) for v in bars.x) == pytest.approx(1.0)
+    # each bar names the field's value; the unscaled effect (probability points) is on hover
+    assert "age = 63" in bars.y and "site = unknown" in bars.y
+    assert all("effect on P" in h and "points" in h for h in bars.hovertext)
+    raw = session.explanation.relevance_raw["integrated_gradients"]
+    assert max(abs(v) for v in raw.values()) < 1.0 + 1e-9 and raw != session.explanation.relevance["integrated_gradients"]
+
+
+def test_relevance_says_when_the_methods_disagree():
+    agree = {"integrated_gradients": {"age": 0.9, "sex": 0.1}, "feature_ablation": {"age": -1.0, "sex": 0.2}}
+    assert relevance_tab.disagreement(agree) == ""
+    differ = {"integrated_gradients": {"age": 0.9, "sex": 0.1}, "feature_ablation": {"age": 0.1, "sex": 1.0}}
+    assert "disagree" in relevance_tab.disagreement(differ) and "sex" in relevance_tab.disagreement(differ)
 
 
 def test_ablation_views(app, analysed):

@@ -159,8 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.results", description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--weights-dir", default=None)
+    ap.add_argument("--write", metavar="RESULTS_MD", default=None,
+                    help="replace this dataset's generated block in RESULTS_MD (between its markers) instead of printing")
     args = ap.parse_args(argv)
-    print(tables(args.dataset, args.weights_dir))
+    body = tables(args.dataset, args.weights_dir)
+    if args.write:
+        from pathlib import Path
+
+        from training.markdown import write_section
+
+        write_section(Path(args.write), f"results-{args.dataset}", body + "\n",
+                      f"python -m training.results --dataset {args.dataset} --write {args.write}")
+    else:
+        print(body)
     return 0
 
 

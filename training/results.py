@@ -65,24 +65,36 @@ def main_table(cards: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _per_baseline(diffs: dict[str, Any], metric: str) -> str:
+    """One difference per image-only baseline, prefixed by its modality when there are several (SynthDerm)."""
+    if len(diffs) == 1:
+        return _diff(next(iter(diffs.values())), metric)
+    return "; ".join(f"{n.split('_')[-2][0].upper()}: {_diff(d, metric)}" for n, d in diffs.items())
+
+
 def comparison_table(cards: list[dict[str, Any]]) -> str:
     """Paired differences in test balanced accuracy (and macro AUC) to the reference entries."""
     rows = []
     for c in cards:
         comps = c.get("comparisons") or {}
-        image = next(iter((comps.get("vs_image_only") or {}).items()), (None, None))
+        images = comps.get("vs_image_only") or {}
         meta = next(iter((comps.get("vs_metadata_only") or {}).items()), (None, None))
         best = next(iter((comps.get("vs_best") or {}).items()), (None, None))
-        if not any(v for _, v in (image, meta, best)):
+        if not (images or meta[1] or best[1]):
             continue
-        rows.append(f"| {_name(c)} | {_diff(image[1])} | {_diff(image[1], 'macro_auc')} | {_diff(meta[1])} | "
+
+        rows.append(f"| {_name(c)} | {_per_baseline(images, 'balanced_accuracy')} | {_per_baseline(images, 'macro_auc')} | "
+                    f"{_diff(meta[1])} | "
                     f"{_diff(meta[1], 'macro_auc')} | {_diff(best[1])} |")
     if not rows:
         return ""
-    refs = {role: next(iter((c.get("comparisons") or {}).get(role) or {}), None) for c in cards
-            for role in ("vs_image_only", "vs_metadata_only") if (c.get("comparisons") or {}).get(role)}
-    head = (f"| entry | − image-only `{refs.get('vs_image_only')}`: bal. acc. | macro AUC | − metadata-only "
-            f"`{refs.get('vs_metadata_only')}`: bal. acc. | macro AUC | − best on validation: bal. acc. |")
+    refs: dict[str, set[str]] = {}
+    for c in cards:
+        for role in ("vs_image_only", "vs_metadata_only"):
+            refs.setdefault(role, set()).update((c.get("comparisons") or {}).get(role) or {})
+    named = {role: ", ".join(f"`{n}`" for n in sorted(found)) for role, found in refs.items()}
+    head = (f"| entry | − image-only {named.get('vs_image_only', '')}: bal. acc. | macro AUC | − metadata-only "
+            f"{named.get('vs_metadata_only', '')}: bal. acc. | macro AUC | − best on validation: bal. acc. |")
     return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
 
 

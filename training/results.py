@@ -106,10 +106,10 @@ def metadata_table(cards: list[dict[str, Any]]) -> str:
         if not adds:
             continue
         off = (c["metrics"].get("modality_ablation") or {}).get(adds["without_metadata"]) or {}
-        image = next(iter(((c.get("comparisons") or {}).get("vs_image_only") or {}).values()), None)
+        images = (c.get("comparisons") or {}).get("vs_image_only") or {}
         rows.append(f"| {_name(c)} | {_f(off.get('balanced_accuracy'))} → {_f(c['metrics']['balanced_accuracy'])} | "
                     f"{_diff(adds)} | {_f(off.get('macro_auc'))} → {_f(c['metrics']['macro']['auc'])} | "
-                    f"{_diff(adds, 'macro_auc')} | {_diff(image)} |")
+                    f"{_diff(adds, 'macro_auc')} | {_per_baseline(images, 'balanced_accuracy') if images else ''} |")
     if not rows:
         return ""
     head = ("| entry | bal. acc. metadata off → on | paired Δ (95% CI) | macro AUC off → on | paired Δ (95% CI) | "

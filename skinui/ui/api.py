@@ -66,7 +66,7 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         with cache.use(name) as loaded:
             result = loaded.predict([build_case(loaded, inputs)])[0]
     except (AppError, ValueError) as err:
-        return {"entry": name, "error": str(err)}
+        return {"entry": name or default or "", "error": str(err)}  # no entry chosen yet: the app default
     return {
         "entry": name,
         "probabilities": {k: float(v) for k, v in result.probabilities.items()},

@@ -102,15 +102,24 @@ def ablation_figure(ablation: Mapping[str, Mapping[str, float | None]], title: s
 
 
 def probability_figure(
-    probabilities: Mapping[str, float], class_names: Mapping[str, str] | None = None, title: str = "Class probabilities"
+    probabilities: Mapping[str, float], class_names: Mapping[str, str] | None = None, title: str = "Class probabilities",
+    predicted: str | None = None,
 ) -> go.Figure:
-    """Horizontal bars, most probable class on top; labels use plain-language names when given."""
+    """Horizontal bars, most probable class on top. Axis labels are the short class codes (long names
+    squeeze the bars on a narrow screen); the plain-language name is on hover. `predicted` is drawn
+    in a second colour, so a decision that is not the top bar is visible at a glance."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])
-    names = [f"{(class_names or {}).get(k, k)} ({k})" if class_names and k in class_names else k for k, _ in items]
+    codes = [k for k, _ in items]
     values = [float(v) for _, v in items]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values], textposition="auto"))
+    names = [(class_names or {}).get(k, k) for k in codes]
+    colours = ["#c0392b" if k == predicted else "#2c7fb8" for k in codes]
+    fig = go.Figure(go.Bar(x=values, y=codes, orientation="h", marker_color=colours, text=[f"{v:.1%}" for v in values],
+                           textposition="outside", cliponaxis=False, hovertext=[f"{n} ({k}): {v:.1%}" for n, k, v in
+                                                                                zip(names, codes, values)],
+                           hoverinfo="text"))
     fig.update_layout(title=title, xaxis_title="probability", **_LAYOUT)
-    fig.update_xaxes(range=[0, 1])
+    fig.update_layout(margin={"l": 60, "r": 30, "t": 50, "b": 50})
+    fig.update_xaxes(range=[0, 1.12], tickformat=".0%")  # room for the value labels beyond the longest bar
     return fig
 
 

@@ -182,5 +182,13 @@ def test_user_journey(server, case_files):
         page.click("#analyse")
         expect(page.locator("#status")).to_contain_text("analysed in")
 
+        # a phone-width screen: the probability bars still have room (short class codes on the axis)
+        page.set_viewport_size({"width": 420, "height": 900})
+        open_tab(page, "Prediction")
+        expect(page.locator("#prediction-probs .js-plotly-plot .bars path").first).to_be_visible()
+        axis = page.evaluate("document.querySelector('#prediction-probs .js-plotly-plot')._fullLayout.xaxis._length")
+        assert axis > 240, axis  # the bars' axis keeps most of the panel; labels do not eat it
+        shot(page, "phone")
+
         assert outside == []  # nothing was fetched from outside this machine
         browser.close()

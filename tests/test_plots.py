@@ -29,8 +29,11 @@ def test_roc_reliability_ablation_and_probability_figures():
     abl = plots.ablation_figure({"D": {"balanced_accuracy": 0.5, "macro_auc": 0.8}, "D+M": {"balanced_accuracy": 0.6, "macro_auc": None}})
     assert list(abl.data[0].x) == ["D", "D+M"] and list(abl.data[1].y) == [0.8, None]
 
-    bars = plots.probability_figure({"nv": 0.7, "mel": 0.3}, {"mel": "melanoma"})
-    assert list(bars.data[0].y)[-1] == "nv" and "melanoma (mel)" in list(bars.data[0].y)
+    bars = plots.probability_figure({"nv": 0.7, "mel": 0.3}, {"mel": "melanoma"}, predicted="mel")
+    # short codes on the axis (long names squeeze the bars on a narrow screen), the name on hover
+    assert list(bars.data[0].y) == ["mel", "nv"] and "melanoma (mel): 30.0%" in list(bars.data[0].hovertext)
+    assert list(bars.data[0].marker.color) == ["#c0392b", "#2c7fb8"]  # the decided class stands out
+    assert bars.data[0].textposition == "outside" and bars.layout.xaxis.range[1] > 1  # value labels not clipped
     assert "<div" in bars.to_html(include_plotlyjs=False, full_html=False)
 
 

@@ -48,7 +48,8 @@ def toggled(session: Session, d: bool, c: bool, m: bool) -> list[Any]:
         text += " The case itself lacks one of these inputs, so that branch uses the model's missing embedding."
     if ignored:
         text += f" This entry does not use {', '.join(ignored)}."
-    return [text, figures.probability_figure(row["probabilities"], title=f"Probabilities with {row['subset']}")]
+    return [text, figures.probability_figure(row["probabilities"], title=f"Probabilities with {row['subset']}",
+                                         predicted=row["prediction"])]
 
 
 def render(ctx: AppContext, session: Session) -> list[Any]:

@@ -54,9 +54,9 @@ def thumbnail(image: np.ndarray, side: int = 96) -> np.ndarray:
 
 
 def probability_figure(probabilities: Mapping[str, float], class_names: Mapping[str, str] | None = None,
-                       title: str = "Calibrated class probabilities") -> go.Figure:
-    fig = plots.probability_figure(probabilities, class_names, title=title)
-    fig.update_layout(**_LAYOUT)
+                       title: str = "Calibrated class probabilities", predicted: str | None = None) -> go.Figure:
+    fig = plots.probability_figure(probabilities, class_names, title=title, predicted=predicted)
+    fig.update_layout(**{**_LAYOUT, "margin": {"l": 50, "r": 30, "t": 40, "b": 40}})
     return fig
 
 

@@ -58,7 +58,7 @@ def render(ctx: AppContext, session: Session) -> list[Any]:
     names = class_names(ctx, session.entry)
     branch = figures.branch_figure(ex.branch_probabilities, ex.branch_weights, ex.prediction)
     structure = card_structure(ctx.cache.card(session.entry)) if session.entry else "jiadf"
-    return [headline(ex, names, structure), figures.probability_figure(ex.probabilities, names),
+    return [headline(ex, names, structure), figures.probability_figure(ex.probabilities, names, predicted=ex.prediction),
             gr.update(value=branch, visible=branch is not None)]
 
 
@@ -66,6 +66,7 @@ def build(ctx: AppContext) -> None:
     with gr.Tab("Prediction", id="prediction"):
         top = gr.Markdown("Analyse a case on the Case tab to see its prediction.", elem_id="prediction-headline")
         with gr.Row():
-            probs = gr.Plot(label="Class probabilities", elem_id="prediction-probs")
-            branches = gr.Plot(label="Branches", visible=False, elem_id="prediction-branches")
+            # min_width: on a phone the two charts stack instead of squeezing each other to a strip
+            probs = gr.Plot(label="Class probabilities", elem_id="prediction-probs", min_width=340, scale=3)
+            branches = gr.Plot(label="Branches", visible=False, elem_id="prediction-branches", min_width=340, scale=2)
     ctx.add_view([top, probs, branches], lambda s: render(ctx, s))

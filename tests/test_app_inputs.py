@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,12 @@ def rgb(w: int = 64, h: int = 48) -> Image.Image:
     ("notes.png", b"%PDF-1.4 a document, not a picture", "not a readable image"),
     ("tiny.png", rgb(8, 8), "at least 32 pixels"),
 ])
-def test_bad_uploads_get_a_sentence_and_are_deleted(name, data, message):
+def test_bad_uploads_get_a_sentence_and_are_deleted(name, data, message, monkeypatch):
+    monkeypatch.setattr(case_tab, "PREVIEW_GRACE_S", 0.05)
     path = upload(name, data)
     display, kept, status = case_tab.on_upload(path, "dermoscopic")
     assert display is None and kept is None and message in status and status.startswith("⚠️ Dermoscopic")
-    assert not Path(path).exists()
+    assert _gone_soon(path)
 
 
 def test_decompression_bomb_is_refused():
@@ -70,7 +72,24 @@ def test_any_image_mode_becomes_rgb(mode):
     assert kept.dtype == np.uint8 and kept.shape == (48, 64, 3) and "loaded (64×48 px)" in status
 
 
-def test_exif_is_dropped_and_big_photos_are_kept_small():
+def _gone_soon(path: str, within_s: float = 5.0) -> bool:
+    deadline = time.time() + within_s
+    while Path(path).exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return not Path(path).exists()
+
+
+def test_an_upload_outlives_its_preview_fetch_and_is_then_deleted(monkeypatch):
+    """The browser fetches the uploaded file for its preview while the handler runs: not deleted under it."""
+    monkeypatch.setattr(case_tab, "PREVIEW_GRACE_S", 0.3)
+    path = upload("preview.png", rgb())
+    _, kept, status = case_tab.on_upload(path, "dermoscopic")
+    assert kept is not None and Path(path).exists()  # still there for the preview request
+    assert _gone_soon(path)  # and gone shortly after: nothing is kept
+
+
+def test_exif_is_dropped_and_big_photos_are_kept_small(monkeypatch):
+    monkeypatch.setattr(case_tab, "PREVIEW_GRACE_S", 0.05)
     exif = Image.Exif()
     exif[0x8825] = {2: (48.0, 51.0, 0.0)}  # GPS latitude
     exif[0x0110] = "SecretCam"
@@ -78,7 +97,7 @@ def test_exif_is_dropped_and_big_photos_are_kept_small():
     rgb(2400, 1200).save(path, exif=exif)
     display, kept, _ = case_tab.on_upload(path, "clinical")
     assert max(kept.shape[:2]) == MAX_KEPT_SIDE and kept.shape[:2] == (512, 1024)
-    assert isinstance(kept, np.ndarray) and not Path(path).exists()  # pixels only, original gone
+    assert isinstance(kept, np.ndarray) and _gone_soon(path)  # pixels only, original gone
 
 
 def test_read_upload_never_deletes_files_outside_gradios_cache(tmp_path):

@@ -19,7 +19,7 @@ from skinui.ui.cards import (
 from skinui.ui.entries import AppError, EntryCache
 from skinui.ui.inputs import ignored_notes, modality_notes
 from skinui.ui.session import AppContext, Session, UploadImage, encoded_case, shrink
-from skinui.ui.uploads import read_upload
+from skinui.ui.uploads import PREVIEW_GRACE_S, read_upload
 from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
 
 INPUT_NAMES = {"dermoscopic": "a dermoscopic image", "clinical": "a clinical close-up",
@@ -70,7 +70,7 @@ def on_upload(path: str | None, modality: str) -> tuple[Any, Any, str]:
     each other's result.
     """
     try:
-        image = read_upload(path)
+        image = read_upload(path, delay_s=PREVIEW_GRACE_S)  # the browser is still fetching its preview
     except ImageError as err:
         return None, None, f"⚠️ {MODALITY_TITLES[modality]}: {err}"
     if image is None:

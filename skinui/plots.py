@@ -77,9 +77,14 @@ def reliability_figure(
     for name, b, e in series:
         x, y, n = _bin_points(b)
         label = f"{name} (ECE {e:.3f})" if e is not None else name
+        top = max(n, default=1)
         fig.add_trace(
             go.Scatter(
-                x=x, y=y, mode="lines+markers", name=label, customdata=n,
+                # marker area follows the bin's case count, which is also written beside it: a point
+                # made of 3 cases is not evidence the way one of 300 is
+                x=x, y=y, mode="lines+markers+text", name=label, customdata=n,
+                marker={"size": [6 + 14 * (c / top) ** 0.5 for c in n]},
+                text=[f"n={c}" for c in n], textposition="top center", textfont={"size": 9},
                 hovertemplate="confidence %{x:.2f}, accuracy %{y:.2f}, %{customdata} cases<extra></extra>",
             )
         )

@@ -40,3 +40,11 @@ def test_roc_reliability_ablation_and_probability_figures():
 def test_training_curves_figure():
     fig = plots.training_curves_figure([{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}])
     assert len(fig.data) == 1 and list(fig.data[0].y) == [1.0, 0.5]
+
+
+def test_reliability_points_show_their_case_counts():
+    bins = [{"lower": 0.0, "upper": 0.5, "count": 3, "confidence": 0.4, "accuracy": 0.3},
+            {"lower": 0.5, "upper": 1.0, "count": 300, "confidence": 0.8, "accuracy": 0.79}]
+    fig = plots.reliability_figure(bins)
+    pts = fig.data[1]
+    assert list(pts.text) == ["n=3", "n=300"] and pts.marker.size[0] < pts.marker.size[1]

@@ -21,7 +21,8 @@ def summary(calibration: dict[str, Any] | None, confidence: float | None) -> str
         return "This entry's model card has no calibration data, so its confidence has not been checked."
     t, e, ec = calibration.get("temperature"), calibration.get("ece"), calibration.get("ece_calibrated")
     lines = [f"Temperature **T = {t:.2f}** (fitted on the validation split)." if t else "No temperature.",
-             f"Expected calibration error on the test split: **{e:.3f}** before, **{ec:.3f}** after "
+             f"Expected calibration error (ECE: the average gap between the confidence the model states and "
+             f"how often it is right) on the test split: **{e:.3f}** before, **{ec:.3f}** after "
              f"temperature scaling." if e is not None and ec is not None else ""]
     floor, n = calibration.get("ece_floor"), sum(b.get("count", 0) for b in calibration.get("bins_calibrated") or [])
     if floor is not None and n:

@@ -113,6 +113,7 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         with gr.Accordion("How sure are these scores? (test split, 95% intervals)", open=True):
             first_fig, first_text = evidence_view(ctx.cache, default)
             intervals_text = gr.Markdown(first_text, elem_id="compare-intervals-text")
+            gr.Markdown(texts.METRICS_PLAIN, elem_id="compare-metrics-plain")
             intervals_plot = gr.Plot(first_fig, label="Balanced accuracy with 95% bootstrap intervals",
                                      elem_id="compare-intervals")
         with gr.Accordion("What each method does (for teachers)", open=True):

@@ -146,3 +146,15 @@ def decision_headline(probabilities: dict[str, float], prediction: str) -> str:
     if top == prediction:
         return f"**{prediction}** at {p:.0%}"
     return f"**{prediction}** (P {p:.0%}; most probable: {top} {probabilities[top]:.0%})"
+
+
+METRICS_PLAIN = (
+    "**Balanced accuracy**: of the cases of each diagnosis, the share the model names correctly, "
+    "averaged over the diagnoses, so a rare diagnosis counts as much as a common one (guessing scores "
+    "1 / number of classes). **Macro AUC**: for each diagnosis, how often a case of it gets a higher "
+    "probability than a case without it (0.5 is chance, 1 a perfect ranking), averaged. **ECE**: the "
+    "average gap between the confidence the model states and how often it is right (0 is perfect; a "
+    "small test split cannot show less than its *floor*). **95% interval**: the range the number moves "
+    "over when the test lesions or patients are resampled; two entries differ only when the interval "
+    "of their *paired* difference leaves out 0."
+)

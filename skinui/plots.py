@@ -162,3 +162,19 @@ def interval_figure(rows: Sequence[Mapping[str, Any]], metric_label: str = "bala
     fig.update_layout(margin={"l": 200, "r": 20, "t": 50, "b": 50})
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def probability_matrix_figure(rows: Sequence[Mapping[str, Any]], title: str = "Each entry's probabilities on this case") -> go.Figure:
+    """Entries (rows) x classes (columns), colour and text = calibrated probability; each row's
+    decided class is boxed in the hover text. Rows: `entry`, `probabilities`, `prediction`."""
+    classes = list(rows[0]["probabilities"]) if rows else []
+    z = [[float(r["probabilities"].get(c, 0.0)) for c in classes] for r in rows]
+    hover = [[f"{r['entry']}: P({c}) = {r['probabilities'].get(c, 0.0):.1%}"
+              + (" (its decision)" if c == r["prediction"] else "") for c in classes] for r in rows]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=[str(r["entry"]) for r in rows], zmin=0, zmax=1, colorscale="Blues",
+                               text=[[f"{v:.0%}" for v in row] for row in z], texttemplate="%{text}",
+                               hovertext=hover, hoverinfo="text", colorbar={"title": "P"}))
+    fig.update_layout(title=title, height=max(260, 26 * len(rows) + 120), **_LAYOUT)
+    fig.update_layout(margin={"l": 220, "r": 20, "t": 50, "b": 40})
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -211,11 +211,16 @@ def test_calibration_view(app, analysed):
 def test_compare_view_reports_agreement(app, analysed):
     session, _ = analysed
     calls = []
-    frame, gallery, text = compare_tab.compare(app.cache, "synthderm", session, lambda *a, **k: calls.append(a))
+    frame, gallery, text, matrix = compare_tab.compare(app.cache, "synthderm", session,
+                                                       lambda *a, **k: calls.append(a))
     assert list(frame["entry"]) == ["dm_late", "tri_jf", "tri_jiadf"] and len(calls) == 3
     assert len(gallery) == 5  # late D+M: one image; the two trimodal entries: two each
     majority = frame["prediction"].mode()[0]
     assert f"**{majority}**" in text and set(frame["agrees with majority"]) <= {"yes", "no"}
+    # for teachers: size and how much each entry leans on the metadata on this very case
+    assert all(p.endswith(" M") for p in frame["parameters"]) and all("points of P(" in r for r in frame["metadata reliance"])
+    # every entry's probabilities side by side, one row per entry
+    assert list(matrix.data[0].y) == ["dm_late", "tri_jf", "tri_jiadf"] and len(matrix.data[0].x) == 8
     assert "Analyse a case" in compare_tab.compare(app.cache, "synthderm", Session())[2]
 
 
@@ -227,6 +232,8 @@ def test_method_texts_cover_every_registered_name(app):
     assert set(STRUCTURES.names()) <= set(texts.STRUCTURE_TEXTS)
     md = compare_tab.methods_markdown(app.cache, "synthderm")
     assert "**mmfa**" in md and "**jiadf**" in md and "**late**" in md and "f_J = [f_I ; f_M]" in md
+    # every method in the zoo is described, whether or not this dataset's entries use it
+    assert all(f"**{f}**" in md for f in FUSIONS.names()) and "**metablock** *(no entry in synthderm uses it)*" in md
     assert card_fusion(app.cache.card("dm_late")) == "none"
 
 

@@ -14,7 +14,8 @@ from skinui.ui.entries import AppError, EntryCache
 from skinui.ui.session import AppContext, Session, encoded_case
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
-COLUMNS = ["entry", "inputs", "fusion", "structure", "prediction", "confidence", "agrees with majority",
+COLUMNS = ["entry", "inputs", "fusion", "structure", "parameters", "prediction", "confidence", "metadata reliance",
+           "agrees with majority",
            "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
 
 
@@ -23,28 +24,49 @@ def datasets(cache: EntryCache) -> list[str]:
 
 
 def methods_markdown(cache: EntryCache, dataset: str | None) -> str:
-    """Plain-language description and equation of each fusion method and structure in the dataset."""
+    """Every fusion method and structure SkinUI implements, in plain words with its equation; those
+    the dataset's entries use are marked, so a class sees what is in the comparison and what is not."""
     cards = [c for c in cache.cards if c.get("dataset") == dataset] if dataset else cache.cards
-    fusions = sorted({card_fusion(c) for c in cards} - {"none"})
-    structures = sorted({card_structure(c) for c in cards})
-    parts = ["### Fusion methods"] + [f"**{f}** — {texts.describe('fusion', f)}" for f in fusions]
-    parts += ["### Structures"] + [f"**{s}** — {texts.describe('structure', s)}" for s in structures]
+    used_f = {card_fusion(c) for c in cards}
+    used_s = {card_structure(c) for c in cards}
+    where = f" in {dataset}" if dataset else ""
+
+    def mark(used: bool) -> str:
+        return f" *(an entry{where} uses it)*" if used else f" *(no entry{where} uses it)*"
+
+    parts = ["### Fusion methods"] + [f"**{f}**{mark(f in used_f)} — {texts.describe('fusion', f)}"
+                                      for f in texts.FUSION_TEXTS]
+    parts += ["### Structures"] + [f"**{s}**{mark(s in used_s)} — {texts.describe('structure', s)}"
+                                   for s in texts.STRUCTURE_TEXTS]
     return "\n\n".join(parts)
 
 
 def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
     """Prediction row and Grad-CAM thumbnails of one entry on the case."""
-    from skinui.explain import gradcams
+    from skinui.explain import gradcams, modality_ablation
 
     with encoded_case(cache, session, name) as enc:
         prediction = enc.prediction()
         thumbs = [(figures.thumbnail(figures.overlay(session.images[m], heat, 0.5)), f"{name} · {m}")
                   for m, heat in gradcams(enc).items()]
+        params = sum(p.numel() for p in enc.entry.model.parameters())
+        reliance = metadata_reliance(modality_ablation(enc), prediction.prediction)
     card = cache.card(name)
     row = {"entry": name + (" (LEAKY)" if card.get("leaky") else ""), "inputs": short_modalities(card.get("modalities", [])),
            "fusion": card_fusion(card), "structure": card_structure(card), "prediction": prediction.prediction,
-           "confidence": round(prediction.confidence, 3)}
+           "confidence": round(prediction.confidence, 3), "parameters": f"{params / 1e6:.2f} M",
+           "metadata reliance": reliance, "probabilities": prediction.probabilities}
     return row, thumbs
+
+
+def metadata_reliance(rows: list[dict[str, Any]], predicted: str) -> str:
+    """How much this case's prediction leans on the metadata: P(predicted) with it minus without it."""
+    full = rows[0]
+    without = [r for r in rows if set(r["modalities"]) == set(full["modalities"]) - {"metadata"}]
+    if "metadata" not in full["modalities"] or not without:
+        return "no metadata input" if "metadata" not in full["modalities"] else "metadata only"
+    delta = full["probabilities"][predicted] - without[0]["probabilities"][predicted]
+    return f"{delta * 100:+.0f} points of P({predicted})"
 
 
 def evidence_columns(card: dict[str, Any], best: str | None) -> dict[str, str]:
@@ -65,10 +87,11 @@ def evidence_view(cache: EntryCache, dataset: str | None) -> tuple[Any, str]:
     return plots.interval_figure(rows), evidence.indistinguishable_sentence(cards)
 
 
-def compare(cache: EntryCache, dataset: str | None, session: Session, progress: Any = None) -> tuple[pd.DataFrame, list, str]:
-    """(table, thumbnails, agreement sentence) for every entry of `dataset` on the session's case."""
+def compare(cache: EntryCache, dataset: str | None, session: Session,
+            progress: Any = None) -> tuple[pd.DataFrame, list, str, Any]:
+    """(table, thumbnails, agreement sentence, probability matrix) for every entry of `dataset` on the case."""
     if session.explanation is None:
-        return pd.DataFrame(columns=COLUMNS), [], "Analyse a case on the Case tab first."
+        return pd.DataFrame(columns=COLUMNS), [], "Analyse a case on the Case tab first.", None
     names = [c["name"] for c in cache.cards if c.get("dataset") == dataset]
     rows, gallery, failed = [], [], []
     for i, name in enumerate(names):
@@ -82,7 +105,7 @@ def compare(cache: EntryCache, dataset: str | None, session: Session, progress: 
         rows.append(row)
         gallery += thumbs
     if not rows:
-        return pd.DataFrame(columns=COLUMNS), [], "No entry of this dataset could run: " + "; ".join(failed)
+        return pd.DataFrame(columns=COLUMNS), [], "No entry of this dataset could run: " + "; ".join(failed), None
     cards = [c for c in cache.cards if c.get("dataset") == dataset]
     best = evidence.best_on_validation(cards)
     for r in rows:
@@ -96,7 +119,7 @@ def compare(cache: EntryCache, dataset: str | None, session: Session, progress: 
                else " — full agreement."))
     if failed:
         text += "\n\nCould not run: " + "; ".join(failed)
-    return pd.DataFrame(rows, columns=COLUMNS), gallery, text
+    return pd.DataFrame(rows, columns=COLUMNS), gallery, text, plots.probability_matrix_figure(rows)
 
 
 def build(ctx: AppContext, session_state: gr.State) -> None:
@@ -108,6 +131,7 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
             run = gr.Button("Run every entry of this dataset on the case", variant="primary", elem_id="compare-run")
         text = gr.Markdown(elem_id="compare-text")
         frame = gr.Dataframe(headers=COLUMNS, interactive=False, label="Predictions", elem_id="compare-table")
+        matrix = gr.Plot(label="Probabilities side by side", elem_id="compare-matrix")
         gallery = gr.Gallery(label="Grad-CAM thumbnails (predicted class)", columns=6, height=240,
                              elem_id="compare-gallery")
         with gr.Accordion("How sure are these scores? (test split, 95% intervals)", open=True):
@@ -119,11 +143,10 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         with gr.Accordion("What each method does (for teachers)", open=True):
             methods = gr.Markdown(methods_markdown(ctx.cache, default), elem_id="compare-methods")
 
-    def on_run(ds: str, session: Session, progress: gr.Progress = PROGRESS) -> tuple[Any, Any, str]:
-        frame_, gallery_, text_ = compare(ctx.cache, ds, session, progress)
-        return frame_, gallery_, text_
+    def on_run(ds: str, session: Session, progress: gr.Progress = PROGRESS) -> tuple[Any, Any, str, Any]:
+        return compare(ctx.cache, ds, session, progress)
 
-    run.click(on_run, [dataset, session_state], [frame, gallery, text], api_visibility="private")
+    run.click(on_run, [dataset, session_state], [frame, gallery, text, matrix], api_visibility="private")
     def on_dataset(ds: str) -> tuple[str, Any, str]:
         fig, sentence = evidence_view(ctx.cache, ds)
         return methods_markdown(ctx.cache, ds), fig, sentence

@@ -190,5 +190,13 @@ def test_user_journey(server, case_files):
         assert axis > 240, axis  # the bars' axis keeps most of the panel; labels do not eat it
         shot(page, "phone")
 
+        # reset: a blank case, typed values gone, results cleared
+        open_tab(page, "Case")
+        page.click("#reset")
+        expect(page.locator("#status")).to_contain_text("Case cleared")
+        expect(page.locator("#field-ham10000-age").get_by_role("textbox")).to_have_value("")
+        open_tab(page, "Prediction")
+        expect(page.locator("#prediction-headline")).to_contain_text("Analyse a case")
+
         assert outside == []  # nothing was fetched from outside this machine
         browser.close()

@@ -17,6 +17,7 @@ from skinui.ui.cards import (
     usable_modalities,
 )
 from skinui.ui.entries import AppError, EntryCache
+from skinui.ui.form import to_form
 from skinui.ui.inputs import ignored_notes, modality_notes
 from skinui.ui.session import AppContext, Session, UploadImage, encoded_case, shrink
 from skinui.ui.uploads import PREVIEW_GRACE_S, read_upload
@@ -126,7 +127,9 @@ def build(ctx: AppContext) -> None:
         c["entry_info"] = gr.Markdown(summary, elem_id="entry-info")
         c["notes"] = gr.Markdown(notes, elem_id="modality-notes")
         ctx.form.render(ctx.default)
-        c["analyse"] = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        with gr.Row():
+            c["analyse"] = gr.Button("Analyse", variant="primary", elem_id="analyse", scale=3)
+            c["reset"] = gr.Button("Reset case", variant="secondary", elem_id="reset", scale=1)
         c["images"] = {m: gr.State(None) for m in IMAGE_MODALITIES}  # per session, one per modality
         c["entry_before"] = gr.State(ctx.default)  # the entry the form was last shown for
         c["status"] = gr.Markdown(elem_id="status")
@@ -179,6 +182,17 @@ def wire(ctx: AppContext, session_state: gr.State) -> None:
                       api_visibility="private").then(
         lambda name, s, *v: analyse(name, s, *v) if s.explanation is not None else [gr.skip()] * len(outputs),
         inputs, outputs, api_visibility="private")
+
+    def reset() -> list[Any]:
+        """A blank case: images, typed values and every result gone (the entry choice stays)."""
+        fresh = Session()
+        blank = [to_form(s.field, None) for s in ctx.form.fields]
+        return [None, None, *[None] * len(states), *blank, fresh, "Case cleared: add images or metadata, then Analyse.",
+                *ctx.render_views(fresh)]
+
+    c["reset"].click(reset, None, [c["dermoscopic"], c["clinical"], *states, *ctx.form.components, session_state,
+                                   c["status"], *ctx.view_outputs], api_visibility="private").then(
+        info, [c["entry"], *states], info_outputs, api_visibility="private")
 
     for i, button in enumerate(c.get("examples", [])):
         button.click(lambda i=i: example_outputs(ctx, i), None,

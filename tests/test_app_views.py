@@ -376,3 +376,21 @@ def test_no_internal_case_id_reaches_a_user(app):
         with pytest.raises(ValueError) as err:
             entry.predict([build_case(entry, CaseInputs({}, {}))])
     assert "This case carries none" in str(err.value) and "app-case" not in str(err.value)
+
+
+def test_real_example_cases_load_with_their_attribution(tmp_path):
+    from skinui.examples import REAL_EXAMPLES, load_real_example
+
+    assert 1 <= len(REAL_EXAMPLES) <= 6  # the data README allows six at most
+    assert {r["dataset"] for r in REAL_EXAMPLES} == {"ham10000", "pad-ufes-20"}
+    leak_free = [set(r["metadata"]) & {"dx_type", "biopsed", "diagnostic", "smoke", "gender"} for r in REAL_EXAMPLES]
+    assert leak_free == [set()] * len(REAL_EXAMPLES)  # only the datasets' clinical input fields
+    make_demo_entry(tmp_path, "ham_demo", dataset="ham10000", modalities=("dermoscopic", "metadata"), image_size=SIZE)
+    demo, ctx = build_app(tmp_path)
+    i = next(k for k, r in enumerate(REAL_EXAMPLES) if r["dataset"] == "ham10000")
+    out = case_tab.example_outputs(ctx, i, real=True)
+    ex = load_real_example(i)
+    assert out[0] is ex.images["dermoscopic"] and out[1] is None  # a dermoscopic case: no clinical image
+    assert out[4]["value"] == "ham_demo" and "CC BY-NC-SA 4.0" in out[6] and "Tschandl" in out[6]
+    age = [s.name for s in ctx.form.fields].index("age")
+    assert out[7 + age] == f"{ex.metadata['age']:g}"

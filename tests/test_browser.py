@@ -198,5 +198,13 @@ def test_user_journey(server, case_files):
         open_tab(page, "Prediction")
         expect(page.locator("#prediction-headline")).to_contain_text("Analyse a case")
 
+        # one click loads a real development-set case with its attribution, then Analyse runs on it
+        open_tab(page, "Case")
+        page.click("#real-example-0")
+        expect(page.locator("#status")).to_contain_text("a real ham10000 case")
+        expect(page.locator("#status")).to_contain_text("CC BY-NC-SA 4.0")
+        page.click("#analyse")
+        expect(page.locator("#status")).to_contain_text("analysed in")
+
         assert outside == []  # nothing was fetched from outside this machine
         browser.close()

@@ -1,13 +1,17 @@
-"""One-click example cases for the app, rendered on demand by the SynthDerm generator.
+"""One-click example cases for the app: synthetic SynthDerm cases and six real ones.
 
-Nothing is stored: each example is a fixed (seed, case) of SynthDerm's test split, one per class,
-rendered in memory in a few milliseconds when clicked. Being synthetic, they carry no patient data
-and no licence terms, and their ground truth (which modality carries the class evidence) is known.
+SynthDerm examples are not stored: each is a fixed (seed, case) of SynthDerm's test split, one per
+class, rendered in memory in a few milliseconds when clicked; being synthetic, they carry no patient
+data and no licence terms, and their ground truth (which modality carries the class evidence) is
+known. The real examples are six development-set cases (HAM10000, PAD-UFES-20) from their test
+splits, stored in `real/` with their attribution and licence (`real/README.md`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,3 +67,26 @@ def load_example(i: int) -> Example:
     for image in r.images.values():
         image.setflags(write=False)  # cached and shared by every session: read-only
     return Example(planned.title, planned.label, "synthderm", planned.index, r.images, dict(r.metadata), r.truth)
+
+
+REAL_DIR = Path(__file__).resolve().parent / "real"
+
+
+def _real() -> list[dict[str, Any]]:
+    path = REAL_DIR / "cases.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+REAL_EXAMPLES: list[dict[str, Any]] = _real()
+
+
+@lru_cache(maxsize=8)
+def load_real_example(i: int) -> Example:
+    """Real example `i`: its image (validated like any upload), typed metadata, and its attribution."""
+    from skinui.cases import load_image
+
+    rec = REAL_EXAMPLES[i]
+    image = load_image(REAL_DIR / rec["image"])
+    image.setflags(write=False)  # cached and shared by every session: read-only
+    truth = {"licence": rec["licence"], "citation": rec["citation"], "case_id": rec["case_id"]}
+    return Example(rec["title"], rec["label"], rec["dataset"], i, {rec["modality"]: image}, dict(rec["metadata"]), truth)

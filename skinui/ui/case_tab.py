@@ -5,8 +5,9 @@ from typing import Any
 
 import gradio as gr
 
+from skinui import evidence
 from skinui.cases import ImageError
-from skinui.examples import EXAMPLES, load_example
+from skinui.examples import EXAMPLES, REAL_EXAMPLES, load_example, load_real_example
 from skinui.ui import texts
 from skinui.ui.cards import (
     card_fusion,
@@ -120,6 +121,12 @@ def build(ctx: AppContext) -> None:
             with gr.Row():
                 gr.Markdown("**SynthDerm examples** (synthetic cases, one click):")
                 c["examples"] = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
+        if REAL_EXAMPLES:
+            with gr.Row():
+                gr.Markdown("**Real cases** (development data, test split; HAM10000 CC BY-NC-SA 4.0, "
+                            "PAD-UFES-20 CC BY 4.0; attribution in `skinui/examples/real/README.md`):")
+                c["real_examples"] = [gr.Button(rec["title"], size="sm", elem_id=f"real-example-{i}")
+                                      for i, rec in enumerate(REAL_EXAMPLES)]
         choices = [(entry_label(card), card["name"]) for card in ctx.cache.cards]
         c["entry"] = gr.Dropdown(choices, value=ctx.default, label="Model (zoo entry, grouped by dataset)",
                                  elem_id="entry-picker", interactive=bool(choices))
@@ -194,6 +201,11 @@ def wire(ctx: AppContext, session_state: gr.State) -> None:
                                    c["status"], *ctx.view_outputs], api_visibility="private").then(
         info, [c["entry"], *states], info_outputs, api_visibility="private")
 
+    example_targets = [c["dermoscopic"], c["clinical"], *states, c["entry"], c["entry_before"], c["status"],
+                       *ctx.form.components]
+    for i, button in enumerate(c.get("real_examples", [])):
+        button.click(lambda i=i: example_outputs(ctx, i, real=True), None, example_targets,
+                     api_visibility="private").then(info, [c["entry"], *states], info_outputs, api_visibility="private")
     for i, button in enumerate(c.get("examples", [])):
         button.click(lambda i=i: example_outputs(ctx, i), None,
                      [c["dermoscopic"], c["clinical"], *states, c["entry"], c["entry_before"], c["status"],
@@ -201,14 +213,17 @@ def wire(ctx: AppContext, session_state: gr.State) -> None:
                      api_visibility="private").then(info, [c["entry"], *states], info_outputs, api_visibility="private")
 
 
-def example_outputs(ctx: AppContext, index: int) -> list[Any]:
-    """Load example `index`: images, its metadata into the SynthDerm form, a SynthDerm entry if any."""
-    ex = load_example(index)
+def example_outputs(ctx: AppContext, index: int, real: bool = False) -> list[Any]:
+    """Load example `index` (SynthDerm, or `real`): images, its metadata into its dataset's form, and
+    an entry of that dataset (the app's default if it is one, else the best on validation)."""
+    ex = load_real_example(index) if real else load_example(index)
     images = [ex.images.get(m) for m in IMAGE_MODALITIES]
-    synth = [card["name"] for card in ctx.cache.cards if card.get("dataset") == ex.dataset]
-    chosen = (ctx.default if ctx.default in synth else synth[0]) if synth else None
+    cards = [card for card in ctx.cache.cards if card.get("dataset") == ex.dataset and not card.get("leaky")]
+    synth = [card["name"] for card in cards]
+    chosen = (ctx.default if ctx.default in synth else evidence.best_on_validation(cards) or synth[0]) if synth else None
     # entry_before = the example's entry, so the switch does not carry other datasets' values into it
     entry, before = (gr.update(value=chosen), chosen) if chosen else (gr.update(), gr.skip())
-    note = (f"Loaded {ex.title}: a synthetic {ex.label} case." if synth else
+    note = (f"Loaded {ex.title}: a real {ex.dataset} case ({ex.truth['licence']}; {ex.truth['citation']})"
+            if real and synth else f"Loaded {ex.title}: a synthetic {ex.label} case." if synth else
             f"Loaded {ex.title}; no {ex.dataset} entry is installed, so its metadata cannot be used by the current model.")
     return [*images, *images, entry, before, note, *ctx.form.fill(ex.dataset, ex.metadata)]

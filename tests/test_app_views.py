@@ -394,3 +394,21 @@ def test_real_example_cases_load_with_their_attribution(tmp_path):
     assert out[4]["value"] == "ham_demo" and "CC BY-NC-SA 4.0" in out[6] and "Tschandl" in out[6]
     age = [s.name for s in ctx.form.fields].index("age")
     assert out[7 + age] == f"{ex.metadata['age']:g}"
+
+
+def test_case_report_is_one_self_contained_file_with_every_part(app, analysed):
+    from skinui.ui import case_report
+
+    session, _ = analysed
+    page = case_report.case_report_html(session, app.cache.card(session.entry))
+    ex = session.explanation
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")  # offline, nothing fetched
+    assert page.count("data:image/png;base64,") == 4  # two inputs + two Grad-CAM panels
+    assert texts.NOTICE_SHORT in page and f"<b>{ex.prediction}</b>" in page and "Decision rule" in page
+    assert "age</td><td>63" in page and "Modality ablation" in page and "integrated gradients" in page
+    assert "app-case" not in page and "/tmp" not in page  # nothing identifying beyond what was typed
+    path = case_report.write_case_report(session, app.cache.card(session.entry))
+    assert open(path, encoding="utf-8").read().startswith("<!doctype html>")
+    button = prediction_tab.report_button(app, session)
+    assert button["visible"] is True and button["value"].endswith(".html")
+    assert prediction_tab.report_button(app, Session())["visible"] is False

@@ -135,6 +135,10 @@ def test_user_journey(server, case_files):
         expect(page.locator("#prediction-headline")).to_contain_text("not a medical device")
         expect(page.locator("#prediction-probs .js-plotly-plot")).to_be_visible()
         shot(page, "prediction")
+        with page.expect_download() as download:  # the case report: one self-contained HTML file
+            page.click("#download-report")
+        report = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "SkinUI case report" in report and "not a medical device" in report and "<script" not in report
 
         open_tab(page, "Grad-CAM")
         for m in ("dermoscopic", "clinical"):

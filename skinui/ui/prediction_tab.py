@@ -65,8 +65,19 @@ def render(ctx: AppContext, session: Session) -> list[Any]:
 def build(ctx: AppContext) -> None:
     with gr.Tab("Prediction", id="prediction"):
         top = gr.Markdown("Analyse a case on the Case tab to see its prediction.", elem_id="prediction-headline")
+        download = gr.DownloadButton("Download report (HTML)", visible=False, size="sm", elem_id="download-report")
         with gr.Row():
             # min_width: on a phone the two charts stack instead of squeezing each other to a strip
             probs = gr.Plot(label="Class probabilities", elem_id="prediction-probs", min_width=340, scale=3)
             branches = gr.Plot(label="Branches", visible=False, elem_id="prediction-branches", min_width=340, scale=2)
     ctx.add_view([top, probs, branches], lambda s: render(ctx, s))
+    ctx.add_view([download], lambda s: [report_button(ctx, s)])
+
+
+def report_button(ctx: AppContext, session: Session) -> Any:
+    """The download of this analysis' case report (hidden until a case is analysed)."""
+    if session.explanation is None or not session.entry:
+        return gr.update(value=None, visible=False)
+    from skinui.ui.case_report import write_case_report
+
+    return gr.update(value=write_case_report(session, ctx.cache.card(session.entry)), visible=True)

@@ -193,6 +193,10 @@ def test_user_journey(server, case_files):
         axis = page.evaluate("document.querySelector('#prediction-probs .js-plotly-plot')._fullLayout.xaxis._length")
         assert axis > 240, axis  # the bars' axis keeps most of the panel; labels do not eat it
         shot(page, "phone")
+        open_tab(page, "Case")
+        label = page.locator("#examples-label").bounding_box()
+        assert label and label["width"] > 300, label  # the examples' label spans the screen, not one letter
+        open_tab(page, "Prediction")
 
         # reset: a blank case, typed values gone, results cleared
         open_tab(page, "Case")

@@ -117,15 +117,19 @@ def build(ctx: AppContext) -> None:
             for m in IMAGE_MODALITIES:
                 c[m] = UploadImage(label=f"{MODALITY_TITLES[m]} (optional)", format="png", height=260,
                                    sources=["upload", "clipboard"], elem_id=f"input-{m}")
+        # Each label sits above its buttons, not beside them: in a row it was squeezed into a
+        # one-letter column on a phone.
         if EXAMPLES:
+            gr.Markdown("**SynthDerm examples** (synthetic cases, one click):", elem_id="examples-label")
             with gr.Row():
-                gr.Markdown("**SynthDerm examples** (synthetic cases, one click):")
-                c["examples"] = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
+                c["examples"] = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}", min_width=120)
+                                 for i, ex in enumerate(EXAMPLES)]
         if REAL_EXAMPLES:
+            gr.Markdown("**Real cases** (development data, test split; HAM10000 CC BY-NC-SA 4.0, "
+                        "PAD-UFES-20 CC BY 4.0; attribution in `skinui/examples/real/README.md`):",
+                        elem_id="real-examples-label")
             with gr.Row():
-                gr.Markdown("**Real cases** (development data, test split; HAM10000 CC BY-NC-SA 4.0, "
-                            "PAD-UFES-20 CC BY 4.0; attribution in `skinui/examples/real/README.md`):")
-                c["real_examples"] = [gr.Button(rec["title"], size="sm", elem_id=f"real-example-{i}")
+                c["real_examples"] = [gr.Button(rec["title"], size="sm", elem_id=f"real-example-{i}", min_width=160)
                                       for i, rec in enumerate(REAL_EXAMPLES)]
         choices = [(entry_label(card), card["name"]) for card in ctx.cache.cards]
         c["entry"] = gr.Dropdown(choices, value=ctx.default, label="Model (zoo entry, grouped by dataset)",

@@ -219,6 +219,7 @@ def test_compare_view_reports_agreement(app, analysed):
     assert f"**{majority}**" in text and set(frame["agrees with majority"]) <= {"yes", "no"}
     # for teachers: size and how much each entry leans on the metadata on this very case
     assert all(p.endswith(" M") for p in frame["parameters"]) and all("points of P(" in r for r in frame["metadata reliance"])
+    assert all(ms >= 0 for ms in frame["ms on this case"])  # encode (unless cached) + Grad-CAM + ablation, as timed
     # every entry's probabilities side by side, one row per entry
     assert list(matrix.data[0].y) == ["dm_late", "tri_jf", "tri_jiadf"] and len(matrix.data[0].x) == 8
     assert "Analyse a case" in compare_tab.compare(app.cache, "synthderm", Session())[2]

@@ -1,6 +1,7 @@
 """Compare methods tab: every entry of a dataset on the current case, and what each method is."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,8 @@ from skinui.ui.entries import AppError, EntryCache
 from skinui.ui.session import AppContext, Session, encoded_case
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
-COLUMNS = ["entry", "inputs", "fusion", "structure", "parameters", "prediction", "confidence", "metadata reliance",
+COLUMNS = ["entry", "inputs", "fusion", "structure", "parameters", "ms on this case", "prediction", "confidence",
+           "metadata reliance",
            "agrees with majority",
            "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
 
@@ -45,6 +47,7 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
     """Prediction row and Grad-CAM thumbnails of one entry on the case."""
     from skinui.explain import gradcams, modality_ablation
 
+    start = time.perf_counter()
     with encoded_case(cache, session, name) as enc:
         prediction = enc.prediction()
         thumbs = [(figures.thumbnail(figures.overlay(session.images[m], heat, 0.5)), f"{name} · {m}")
@@ -55,7 +58,8 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
     row = {"entry": name + (" (LEAKY)" if card.get("leaky") else ""), "inputs": short_modalities(card.get("modalities", [])),
            "fusion": card_fusion(card), "structure": card_structure(card), "prediction": prediction.prediction,
            "confidence": round(prediction.confidence, 3), "parameters": f"{params / 1e6:.2f} M",
-           "metadata reliance": reliance, "probabilities": prediction.probabilities}
+           "metadata reliance": reliance, "probabilities": prediction.probabilities,
+           "ms on this case": round((time.perf_counter() - start) * 1000)}
     return row, thumbs
 
 

@@ -220,6 +220,8 @@ def test_compare_view_reports_agreement(app, analysed):
     # for teachers: size and how much each entry leans on the metadata on this very case
     assert all(p.endswith(" M") for p in frame["parameters"]) and all("points of P(" in r for r in frame["metadata reliance"])
     assert all(ms >= 0 for ms in frame["ms on this case"])  # encode (unless cached) + Grad-CAM + ablation, as timed
+    fit = dict(zip(frame["entry"], frame["fit to this case"]))
+    assert fit["tri_jiadf"] == "all its inputs" and fit["dm_late"] == "ignores clinical image"
     # every entry's probabilities side by side, one row per entry
     assert list(matrix.data[0].y) == ["dm_late", "tri_jf", "tri_jiadf"] and len(matrix.data[0].x) == 8
     assert "Analyse a case" in compare_tab.compare(app.cache, "synthderm", Session())[2]
@@ -413,3 +415,8 @@ def test_case_report_is_one_self_contained_file_with_every_part(app, analysed):
     button = prediction_tab.report_button(app, session)
     assert button["visible"] is True and button["value"].endswith(".html")
     assert prediction_tab.report_button(app, Session())["visible"] is False
+
+
+def test_compare_warns_when_an_entry_lacks_an_input_the_case_does_not_give():
+    card = {"modalities": ["dermoscopic", "clinical", "metadata"], "model": {"image_encoder": {"name": "x"}}}
+    assert compare_tab.fit_words(card, ["dermoscopic", "metadata"]) == "⚠️ lacks clinical image (predicts without it)"

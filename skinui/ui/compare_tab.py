@@ -15,8 +15,8 @@ from skinui.ui.entries import AppError, EntryCache
 from skinui.ui.session import AppContext, Session, encoded_case
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
-COLUMNS = ["entry", "inputs", "fusion", "structure", "parameters", "ms on this case", "prediction", "confidence",
-           "metadata reliance",
+COLUMNS = ["entry", "inputs", "fit to this case", "fusion", "structure", "parameters", "ms on this case", "prediction",
+           "confidence", "metadata reliance",
            "agrees with majority",
            "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
 
@@ -59,8 +59,22 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
            "fusion": card_fusion(card), "structure": card_structure(card), "prediction": prediction.prediction,
            "confidence": round(prediction.confidence, 3), "parameters": f"{params / 1e6:.2f} M",
            "metadata reliance": reliance, "probabilities": prediction.probabilities,
-           "ms on this case": round((time.perf_counter() - start) * 1000)}
+           "ms on this case": round((time.perf_counter() - start) * 1000),
+           "fit to this case": fit_words(card, session.inputs().present())}
     return row, thumbs
+
+
+def fit_words(card: dict[str, Any], present: list[str]) -> str:
+    """'all its inputs', or which of its inputs the case lacks and which of the case's it ignores."""
+    from skinui.ui.cards import usable_modalities
+    from skinui.vocabulary import MODALITY_LABELS
+
+    reads = usable_modalities(card)
+    missing = [MODALITY_LABELS[m] for m in reads if m not in present]
+    ignored = [MODALITY_LABELS[m] for m in present if m not in reads]
+    parts = ([f"⚠️ lacks {', '.join(missing)} (predicts without it)"] if missing else []) + \
+            ([f"ignores {', '.join(ignored)}"] if ignored else [])
+    return "; ".join(parts) or "all its inputs"
 
 
 def metadata_reliance(rows: list[dict[str, Any]], predicted: str) -> str:

@@ -102,6 +102,10 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="cam-opacity")
             other = gr.Dropdown([NONE, *ctx.cache.names()], value=NONE, label="Compare with a second entry",
                                 elem_id="cam-compare")
+        gr.Markdown("Measured against lesion masks (docs/EXPLANATIONS.md), these maps put more weight on "
+                    "the lesion than a uniform map but less than a blob drawn in the middle of the picture: "
+                    "read them as where the model drew its evidence from, not as an outline of the lesion.",
+                    elem_id="cam-caution")
         with gr.Row(equal_height=False):  # the two entries side by side, one column each
             with gr.Column():
                 cap = gr.Markdown(elem_id="cam-caption")

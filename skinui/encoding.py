@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections import Counter
 from typing import Any
 
@@ -68,6 +69,17 @@ def coerce_value(spec: Field, raw: Any) -> tuple[Any, str | None]:
         return text, None
     match = {_key(level): level for level in spec.vocabulary}.get(_key(text))
     return (match, None) if match is not None else (None, "unlisted")
+
+
+# Warnings quote what was typed; a 10 kB value (or field name) must not turn one into a 10 kB
+# message, so quotes are cut to a readable length ('xxxx...xxxx').
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = 40
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to about 40 characters for a warning sentence."""
+    return _QUOTE.repr(value)
 
 
 def _label(spec: Field) -> str:
@@ -231,9 +243,9 @@ class MetadataEncoder:
                 continue
             if self.schema is not None and name in self.schema.leak_fields:
                 why = self.schema.leak_fields[name]
-                warnings.append(f"{name!r} is not an input of this model because it leaks the label: {why}; it was ignored.")
+                warnings.append(f"{shown(name)} is not an input of this model because it leaks the label: {why}; it was ignored.")
             else:
-                warnings.append(f"{name!r} is not a metadata field of this model; it was ignored.")
+                warnings.append(f"{shown(name)} is not a metadata field of this model; it was ignored.")
         return clean, warnings
 
     @staticmethod
@@ -241,13 +253,13 @@ class MetadataEncoder:
         unit = f" {spec.unit}" if spec.unit else ""
         if problem == "out_of_range" and spec.valid_range is not None:
             lo, hi = spec.valid_range
-            return f"{_label(spec)} {given!r} is outside the valid range {lo:g}-{hi:g}{unit}; it was treated as missing."
+            return f"{_label(spec)} {shown(given)} is outside the valid range {lo:g}-{hi:g}{unit}; it was treated as missing."
         if problem == "non_numeric":
-            return f"{_label(spec)} {given!r} is not a number; it was treated as missing."
+            return f"{_label(spec)} {shown(given)} is not a number; it was treated as missing."
         if spec.kind == "boolean":
-            return f"{_label(spec)} {given!r} is not yes or no; it was treated as unknown."
+            return f"{_label(spec)} {shown(given)} is not yes or no; it was treated as unknown."
         known = ", ".join(levels or spec.vocabulary)
-        return f"{_label(spec)} {given!r} is not one of the known values ({known}); it was treated as unknown."
+        return f"{_label(spec)} {shown(given)} is not one of the known values ({known}); it was treated as unknown."
 
     # -- persistence --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from skinui.cases import Case, ConceptVector
+from skinui.encoding import is_missing
 from skinui.vocabulary import BRANCHES
 from skinui.vocabulary import MODALITY_LABELS as LABELS
 
@@ -124,8 +125,12 @@ class Entry:
             have = [m for m in wanted if batch.get(m) is not None and bool(batch["mask"][m][i])]
             if not have:
                 who = f"Case {cases[i].case_id}" if cases[i].case_id else "This case"
+                # Metadata sent but all refused (e.g. only {"age": -5}) would otherwise read as "no
+                # metadata at all"; say so, or the user cannot tell what was wrong with it.
+                refused = "metadata" in wanted and any(not is_missing(v) for v in (cases[i].metadata or {}).values())
+                why = ", as every metadata value given was invalid or unknown" if refused else ""
                 raise ValueError(f"{who} carries none of this model's inputs "
-                                 f"({', '.join(LABELS[m] for m in wanted)}); give at least one.")
+                                 f"({', '.join(LABELS[m] for m in wanted)}){why}; give at least one.")
             notes[i] += [f"No {LABELS[m]} given; the model predicted without it." for m in wanted if m not in have]
         if self.card.get("leaky"):
             for n in notes:

@@ -16,7 +16,7 @@ from skinui.ui.cards import card_structure
 from skinui.ui.entries import SYNTHETIC, AppError, EntryCache
 from skinui.ui.inputs import CaseInputs, build_case, ignored_notes
 from skinui.ui.session import AppContext, UploadImage, shrink
-from skinui.ui.uploads import read_upload
+from skinui.ui.uploads import delete_upload, read_upload
 
 
 def parse_metadata(text: str | None) -> dict[str, Any]:
@@ -27,20 +27,29 @@ def parse_metadata(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise AppError(f"metadata_json is not valid JSON ({err.msg} at character {err.pos}); send an object "
                        'such as {"age": 55, "sex": "female"}.') from None
-    if not isinstance(value, dict):
-        raise AppError('metadata_json must be a JSON object such as {"age": 55, "sex": "female"}.')
+    except (ValueError, RecursionError):  # a number of over 4,300 digits, or nesting thousands deep
+        raise AppError('metadata_json holds a number too long or nesting too deep to read; send a flat object '
+                       'such as {"age": 55, "sex": "female"}.') from None
+    if not isinstance(value, dict):  # worded as what to send: an error must say what to do
+        raise AppError('metadata_json must be a JSON object; send one such as {"age": 55, "sex": "female"}.')
     return value
 
 
 def _read_all(paths: dict[str, str | None]) -> dict[str, Any]:
     """Read every upload (each temp copy deleted even when another one fails)."""
     images, errors = {}, []
-    for modality, path in paths.items():
-        try:
-            image = read_upload(path)
-            images[modality] = shrink(image) if image is not None else None
-        except ImageError as err:
-            errors.append(f"{modality} image: {err}")
+    try:
+        for modality, path in paths.items():
+            try:
+                # deleted below, once all are read: gradio stores one file sent as both modalities
+                # once, so deleting after the first read made the second one "not found"
+                image = read_upload(path, delete=False)
+                images[modality] = shrink(image) if image is not None else None
+            except ImageError as err:
+                errors.append(f"{modality} image: {err}")
+    finally:
+        for path in {p for p in paths.values() if p}:
+            delete_upload(path)
     if errors:
         raise AppError(" ".join(errors))
     return images
@@ -66,7 +75,10 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         with cache.use(name) as loaded:
             result = loaded.predict([build_case(loaded, inputs)])[0]
     except (AppError, ValueError) as err:
-        return {"entry": name or default or "", "error": str(err)}  # no entry chosen yet: the app default
+        # the echo is made UTF-8-safe: a name with a lone surrogate ("\ud800", sent escaped in JSON)
+        # failed gradio's JSON encoding of the answer, a traceback in the log and a generic error
+        echo = (name or default or "").encode("utf-8", "replace").decode("utf-8")
+        return {"entry": echo, "error": str(err)}  # no entry chosen yet: the app default
     return {
         "entry": name,
         "probabilities": {k: float(v) for k, v in result.probabilities.items()},

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skinui import evidence
+from skinui.encoding import shown
 from skinui.paths import default_weights_dir
 from skinui.ui.cards import pixel_modalities, takes_pixels, usable_modalities
 from skinui.vocabulary import IMAGE_MODALITIES
@@ -56,7 +57,8 @@ class EntryCache:
             if c["name"] == name:
                 return c
         known = ", ".join(self.names()) or "none are installed"
-        raise AppError(f"There is no model entry called {name!r}; choose one of: {known}.")
+        # the name is quoted cut short: a 5,000-character name must not become a 5,000-character message
+        raise AppError(f"There is no model entry called {shown(name)}; choose one of: {known}.")
 
     def default_name(self, preferred: str | None = None) -> str | None:
         """`preferred` if installed, else the best on validation among those taking the most photo inputs."""

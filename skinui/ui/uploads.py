@@ -26,14 +26,14 @@ def read_upload(path: str | None, delete: bool = True, delay_s: float = 0.0) -> 
         return load_image(path)
     finally:
         if delete and delay_s > 0:
-            timer = threading.Timer(delay_s, _delete_temp, [path])
+            timer = threading.Timer(delay_s, delete_upload, [path])
             timer.daemon = True
             timer.start()
         elif delete:
-            _delete_temp(path)
+            delete_upload(path)
 
 
-def _delete_temp(path: str) -> None:
+def delete_upload(path: str) -> None:
     """Remove an upload from gradio's cache (never a file outside it) and its empty folder."""
     from gradio.utils import get_upload_folder
 

@@ -1,7 +1,12 @@
 """Shared test fixtures: where the real development data lives, and a quiet, single-thread torch."""
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +34,30 @@ def _single_thread_torch():
     except ImportError:
         pass
     yield
+
+
+@contextlib.contextmanager
+def running_app(weights: Path, log: Path):
+    """`python app.py` on a free port with `weights`; yields (process, url); fails the test with the log."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited: {log.read_text()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"app.py did not start: {log.read_text()}")
+        yield proc, f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

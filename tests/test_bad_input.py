@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -236,36 +231,14 @@ def test_panorama_and_animated_gif_keep_their_shape(files):
 
 
 # -- the live server ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(weights, tmp_path_factory):
+    from conftest import running_app
+
     pytest.importorskip("gradio_client", reason="gradio_client is not installed")
-    port = _free_port()
-    env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = tmp_path_factory.mktemp("log") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {log.read_text()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"app.py did not start: {log.read_text()}")
-        yield proc, f"http://127.0.0.1:{port}/", log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with running_app(weights, log) as (proc, url):
+        yield proc, url, log
 
 
 def test_bad_input_over_http_leaves_the_server_answering(server, files):

@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +42,10 @@ def server(tmp_path_factory):
         make_demo_entry(weights, "demo_jf_concat", image_size=96, structure="jf", fusion="concat", seed=1)
         make_demo_entry(weights, "demo_ham", image_size=96, dataset="ham10000", structure="late",
                         modalities=("dermoscopic", "metadata"), seed=2)
-    port = free_port()
-    env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = tmp_path_factory.mktemp("log") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {log.read_text()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"app.py did not start: {log.read_text()}")
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    from conftest import running_app
+
+    with running_app(Path(weights), tmp_path_factory.mktemp("log") / "app.log") as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")

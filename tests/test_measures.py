@@ -70,3 +70,21 @@ def test_summary_counts_flat_maps_and_averages_the_rest():
             {"energy": None, "pointing": None, "area": 0.2, "centre_energy": 0.4, "centre_pointing": False}]
     s = summarise(rows)
     assert s["n"] == 2 and s["flat_maps"] == 1 and s["energy_in_lesion"] == 0.5 and s["centre_pointing_game"] == 0.5
+
+
+def test_localisation_table_reports_test_only_for_the_layer_chosen_on_validation(tmp_path):
+    import json
+
+    from training.localisation import table
+
+    def summary(energy, centre=0.4):
+        return {"n": 10, "energy_in_lesion": energy, "pointing_game": 0.5, "lesion_area": 0.2,
+                "centre_energy_in_lesion": centre, "centre_pointing_game": 1.0, "flat_maps": 0}
+
+    (tmp_path / "e.val.json").write_text(json.dumps({"entry": "e", "layers": {
+        "dermoscopic@bn2": summary(0.30), "dermoscopic@blocks.4": summary(0.35)}}))
+    (tmp_path / "e.test.json").write_text(json.dumps({"entry": "e", "layers": {
+        "dermoscopic@blocks.4": summary(0.45)}}))
+    md = table(tmp_path)
+    assert "| `e` · dermoscopic | blocks.4 | 0.350 | 10 | 0.450 |" in md and md.rstrip().endswith("| yes |")
+    assert "bn2" not in md.split("\n", 2)[2]  # the layer not chosen on validation is never reported on test

@@ -2,6 +2,7 @@
 
     python -m training.localisation --weights weights/NAME --data-root DIR [--split val|test]
         [--layers bn2 blocks.4 blocks.5] [--max-cases N] [--out FILE.json]
+    python -m training.localisation --table docs/explanations [--write docs/EXPLANATIONS.md]
 
 For every case of the split that has a lesion mask (PAD-UFES-20's masks, SynthDerm's per-image
 masks), Grad-CAM of the predicted class is taken at each candidate layer of each image branch and
@@ -63,19 +64,62 @@ def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[s
     return {key: summarise(r) for key, r in rows.items()}
 
 
+def table(folder: Path) -> str:
+    """Markdown: per entry and image, the layer chosen on validation (highest energy in lesion) and its
+    test numbers beside the uniform-map floor (lesion area) and the centre baseline."""
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = ["| entry · image | layer (chosen on val) | val energy | test cases | test energy in lesion | area (uniform) | "
+             "centre energy | test pointing | centre pointing | beats centre? |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for val_path in sorted(folder.glob("*.val.json")):
+        test_path = val_path.with_name(val_path.name.replace(".val.json", ".test.json"))
+        if not test_path.is_file():
+            continue
+        val, test = json.loads(val_path.read_text()), json.loads(test_path.read_text())
+        best: dict[str, tuple[str, float]] = {}
+        for key, s in val["layers"].items():
+            modality, layer = key.split("@")
+            if s["energy_in_lesion"] is not None and (modality not in best or s["energy_in_lesion"] > best[modality][1]):
+                best[modality] = (layer, s["energy_in_lesion"])
+        for modality, (layer, val_energy) in sorted(best.items()):
+            t = test["layers"].get(f"{modality}@{layer}")
+            if not t:
+                continue
+            beats = t["energy_in_lesion"] is not None and t["energy_in_lesion"] > t["centre_energy_in_lesion"]
+            lines.append(f"| `{val['entry']}` · {modality} | {layer} | {fmt(val_energy)} | {t['n']} | "
+                         f"{fmt(t['energy_in_lesion'])} | {fmt(t['lesion_area'])} | {fmt(t['centre_energy_in_lesion'])} | "
+                         f"{fmt(t['pointing_game'])} | {fmt(t['centre_pointing_game'])} | {'yes' if beats else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from skinui.zoo import load_entry
     from training.evaluate import EvaluationError, select_cases
 
     ap = argparse.ArgumentParser(prog="python -m training.localisation", description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True, help="weights/NAME")
-    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--table", type=Path, default=None, help="render the table of a folder of *.val/test.json files")
+    ap.add_argument("--write", type=Path, default=None, help="with --table: replace its block in this markdown file")
+    ap.add_argument("--weights", help="weights/NAME")
+    ap.add_argument("--data-root")
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--layers", nargs="+", default=["bn2", "blocks.5", "blocks.4"],
                     help="module paths inside the timm backbone (default: the app's bn2, then earlier ones)")
     ap.add_argument("--max-cases", type=int, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.table is not None:
+        body = table(args.table)
+        if args.write:
+            from training.markdown import write_section
+
+            write_section(args.write, "localisation", body, f"python -m training.localisation --table {args.table} "
+                          f"--write {args.write}")
+        else:
+            print(body)
+        return 0
+    if not args.weights or not args.data_root:
+        ap.error("--weights and --data-root are required (or --table DIR)")
     path = Path(args.weights)
     entry = load_entry(path.name.removesuffix(".json"), path.parent)
     try:

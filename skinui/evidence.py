@@ -39,6 +39,11 @@ def best_on_validation(cards: Sequence[dict[str, Any]]) -> str | None:
     return max(ranked, key=lambda c: (metric(c, "balanced_accuracy", "val"), metric(c, "macro_auc", "val") or 0.0))["name"]
 
 
+def signed_interval(d: dict[str, Any]) -> str:
+    """'+0.030 [-0.027, +0.091]': a paired difference with its 95% interval (RESULTS, reports)."""
+    return f"{d['estimate']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+
+
 def versus(card: dict[str, Any], other: str) -> dict[str, Any] | None:
     """The card's paired difference to `other` (this minus other), from any comparison role."""
     for diffs in (card.get("comparisons") or {}).values():

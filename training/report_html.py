@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from skinui import plots
+from skinui.evidence import signed_interval
 from skinui.metrics import METRIC_KEYS
 
 
@@ -27,8 +28,7 @@ def _table(rep: dict[str, Any]) -> str:
 def _diff(d: dict[str, Any]) -> str:
     ba, auc = d["balanced_accuracy"], d["macro_auc"]
     verdict = "differs" if ba["excludes_zero"] else "indistinguishable"
-    return (f"{ba['estimate']:+.3f} [{ba['ci'][0]:+.3f}, {ba['ci'][1]:+.3f}] ({verdict}) · macro AUC "
-            f"{auc['estimate']:+.3f} [{auc['ci'][0]:+.3f}, {auc['ci'][1]:+.3f}]")
+    return f"{signed_interval(ba)} ({verdict}) · macro AUC {signed_interval(auc)}"
 
 
 def _trust(rep: dict[str, Any]) -> str:

@@ -37,8 +37,7 @@ def _diff(d: dict[str, Any] | None, metric: str = "balanced_accuracy") -> str:
     if not d:
         return ""
     m = d[metric]
-    mark = "" if m["excludes_zero"] else " ≈"
-    return f"{m['estimate']:+.3f} [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]{mark}"
+    return evidence.signed_interval(m) + ("" if m["excludes_zero"] else " ≈")
 
 
 def _seeds(card: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ import pandas as pd
 
 from skinui import evidence, plots
 from skinui.ui import figures, texts
-from skinui.ui.cards import card_fusion, card_structure, short_modalities
+from skinui.ui.cards import card_fusion, card_structure, short_modalities, usable_modalities
 from skinui.ui.entries import AppError, EntryCache
 from skinui.ui.session import AppContext, Session, encoded_case
+from skinui.vocabulary import MODALITY_LABELS
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
 COLUMNS = ["entry", "inputs", "fit to this case", "fusion", "structure", "parameters", "ms on this case", "prediction",
@@ -66,9 +67,6 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
 
 def fit_words(card: dict[str, Any], present: list[str]) -> str:
     """'all its inputs', or which of its inputs the case lacks and which of the case's it ignores."""
-    from skinui.ui.cards import usable_modalities
-    from skinui.vocabulary import MODALITY_LABELS
-
     reads = usable_modalities(card)
     missing = [MODALITY_LABELS[m] for m in reads if m not in present]
     ignored = [MODALITY_LABELS[m] for m in present if m not in reads]

@@ -34,6 +34,10 @@ class Prediction:
     branch_probabilities: dict[str, dict[str, float]] | None = None
     branch_weights: dict[str, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    prediction_set: list[str] | None = None  # conformal set, most probable first (card's `conformal`)
+    set_coverage: float | None = None  # the guaranteed coverage of that set (1 - alpha)
+    unusual: dict[str, dict[str, float]] | None = None  # image modality -> {score, threshold, unusual}
+    uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank among validation cases}
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Entry:
     encoder: MetadataEncoder | None
     schema: Schema | None
     temperature: float = 1.0
+    detectors: dict[str, Any] = field(default_factory=dict)  # image modality -> skinui.trust.ood.Detector
 
     @property
     def calibration(self) -> dict[str, Any]:
@@ -147,9 +152,11 @@ class Entry:
         when a case carries none of the entry's inputs)."""
         cases = [cases] if isinstance(cases, Case) else list(cases)
         batch, notes = self.prepare(cases, modalities)
-        feats = self.model.encode(batch)
+        styles: dict[str, torch.Tensor] = {}
+        feats = self.model.encode(batch, styles)
         out = self.model.head(feats, batch.get("mask"))
-        return Encoded(self, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes)
+        return Encoded(self, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes,
+                       styles)
 
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
                 calibrated: bool = True) -> list[Prediction]:
@@ -172,6 +179,7 @@ class Encoded:
     branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
     alpha: torch.Tensor | None = None  # [N, 3] JI-ADF branch weights
     notes: list[list[str]] = field(default_factory=list)  # per case: missing inputs, cleaned values
+    styles: dict[str, torch.Tensor] = field(default_factory=dict)  # image modality -> stem statistics
 
     @property
     def case(self) -> Case:
@@ -193,19 +201,82 @@ class Encoded:
         """The card's decision rule on the calibrated probabilities: class index per case."""
         return self.entry.decide(self.probabilities())
 
-    def predictions(self, calibrated: bool = True) -> list[Prediction]:
+    def unusual(self) -> list[dict[str, dict[str, float]]]:
+        """Per case: the out-of-distribution score of each image it carries, against the card's threshold."""
+        found: list[dict[str, dict[str, float]]] = [{} for _ in self.cases]
+        for m, det in self.entry.detectors.items():
+            if m not in self.styles:
+                continue
+            scores = det.score(self.styles[m].detach().float().numpy())
+            cut = float(self.entry.card["ood"][m]["threshold"])
+            present = self.mask[m].numpy() if self.mask and m in self.mask else np.ones(len(scores), bool)
+            for i, sc in enumerate(scores):
+                if present[i]:
+                    found[i][m] = {"score": float(sc), "threshold": cut, "unusual": bool(sc > cut)}
+        return found
+
+    @torch.no_grad()
+    def view_probabilities(self) -> np.ndarray | None:
+        """[V, N, K] calibrated probabilities of the test-time-augmentation views (None without images)."""
+        from skinui.trust.uncertainty import VIEWS
+
+        pix = [m for m in self.styles if self.batch.get(m) is not None]
+        if not pix:
+            return None
+        out = []
+        for axes in VIEWS.values():
+            feats = dict(self.feats)
+            if axes:
+                feats.update(self.entry.model.encode({m: torch.flip(self.batch[m], axes) for m in pix}))
+            out.append(self.entry.calibrated_probabilities(self.entry.model.head(feats, self.mask).logits).numpy())
+        return np.stack(out)
+
+    def uncertainty(self, tta: bool = False) -> list[dict[str, dict[str, float]]]:
+        """Per case: branch disagreement (free) and, with `tta`, the spread over flipped views; each with
+        its rank among the validation cases the card stores (None when the card has no reference)."""
+        from skinui.trust import uncertainty as unc
+
+        ref = self.entry.card.get("uncertainty") or {}
+        found: list[dict[str, dict[str, float]]] = [{} for _ in self.cases]
+        measures = {}
+        if len(self.branch_logits) > 1:
+            measures["branch disagreement"] = (unc.branch_disagreement(np.stack(
+                [z.detach().softmax(1).numpy() for z in self.branch_logits.values()])), ref.get("branches"))
+        if tta and (views := self.view_probabilities()) is not None:
+            measures["test-time-augmentation spread"] = (unc.tta_spread(views), ref.get("tta"))
+        for name, (values, block) in measures.items():
+            q = (block or {}).get("validation_quantiles")
+            for i, v in enumerate(values):
+                found[i][name] = {"value": float(v), "rank": unc.rank_among(float(v), q) if q else None}
+        return found
+
+    def sets(self, probs: np.ndarray | None = None) -> list[list[str]] | None:
+        """The card's conformal prediction set per case, most probable first (None without one)."""
+        from skinui.trust import conformal
+
+        block = self.entry.card.get("conformal")
+        if not block:
+            return None
+        probs = self.probabilities() if probs is None else probs
+        member = conformal.sets(probs, block, self.classes, self.decisions())
+        return [conformal.ordered_set(p, m, self.classes) for p, m in zip(probs, member)]
+
+    def predictions(self, calibrated: bool = True, tta: bool = False) -> list[Prediction]:
         cal_probs = self.probabilities()
         probs = cal_probs if calibrated else self.logits.detach().float().softmax(1).numpy().astype(float)
         decided = self.entry.decide(cal_probs)  # the decision is always taken on calibrated probabilities
         branch = {b: z.detach().softmax(1).numpy().astype(float) for b, z in self.branch_logits.items()}
         alpha = self.alpha.detach().numpy().astype(float) if self.alpha is not None else None
         classes = self.classes
+        sets, unusual, unsure = self.sets(cal_probs), self.unusual(), self.uncertainty(tta)
+        coverage = 1 - float(self.entry.card["conformal"]["alpha"]) if sets else None
         preds = []
         for i in range(len(self.cases)):
             k, top = int(decided[i]), int(probs[i].argmax())
             notes = list(self.notes[i])
             if k != top and calibrated:
                 notes.append(decision_note(classes[top], float(probs[i, top]), classes[k]))
+            notes += [unusual_note(m, self.entry.name) for m, v in unusual[i].items() if v["unusual"]]
             preds.append(Prediction(
                 probabilities=dict(zip(classes, probs[i].tolist())),
                 prediction=classes[k],
@@ -213,6 +284,10 @@ class Encoded:
                 branch_probabilities={b: dict(zip(classes, p[i].tolist())) for b, p in branch.items()} or None,
                 branch_weights=dict(zip(BRANCHES, alpha[i].tolist())) if alpha is not None else None,
                 warnings=notes,
+                prediction_set=sets[i] if sets else None,
+                set_coverage=coverage,
+                unusual=unusual[i] or None,
+                uncertainty=unsure[i] or None,
             ))
         return preds
 
@@ -229,7 +304,8 @@ class Encoded:
         if batch.get("metadata") is not None:
             feats["metadata"] = self.entry.model.encode({"metadata": batch["metadata"]})["metadata"]
         out = self.entry.model.head(feats, batch["mask"])
-        return Encoded(self.entry, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes)
+        return Encoded(self.entry, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes,
+                       self.styles)
 
     def prediction(self) -> Prediction:
         """The prediction of a one-case `Encoded` (the app's and the explain layer's case)."""
@@ -243,3 +319,10 @@ def decision_note(top: str, top_probability: float, predicted: str) -> str:
     return (f"{top} is the most probable class ({top_probability:.0%}), but {predicted} is predicted: "
             f"relative to how common each class is, the evidence favours {predicted} "
             f"(prevalence-adjusted decision, the rule balanced accuracy rewards).")
+
+
+def unusual_note(modality: str, entry: str) -> str:
+    """The sentence shown wherever an image is unlike an entry's training images."""
+    return (f"This {LABELS[modality]} does not look like the images {entry} was trained on (it is more unusual than "
+            f"95% of its validation images), so its prediction may mean nothing; check that this is a "
+            f"{LABELS[modality]} of a skin lesion.")

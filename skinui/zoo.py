@@ -122,10 +122,8 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
     card = _read_card(card_path)
     state = _fp32(load_safetensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file")))
     for part in card.get("shared") or []:
-        rel = Path(part["file"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise ZooError(f"The model card {card_path.name} points outside the weights folder ({rel}); refused.")
-        shared = load_safetensors(_verified_bytes(folder / rel, part["sha256"], "shared weight file"))
+        shared = load_safetensors(_verified_bytes(_inside(folder, part["file"], card_path), part["sha256"],
+                                                  "shared weight file"))
         state.update({part["prefix"] + k: v for k, v in _fp32(shared).items()})
     cfg = copy.deepcopy(card["model"])
     # The checkpoint carries every weight: build bare (fast, offline), then load.
@@ -145,7 +143,28 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
         except (KeyError, ValueError, TypeError) as err:
             raise ZooError(f"The model card of {name!r} has no usable metadata encoder ({err}).") from None
     temperature = float((card.get("calibration") or {}).get("temperature") or 1.0)
-    return Entry(name, card, model, encoder, _schema(card["dataset"]), temperature)
+    return Entry(name, card, model, encoder, _schema(card["dataset"]), temperature,
+                 _detectors(card, folder, card_path))
+
+
+def _inside(folder: Path, rel_name: str, card_path: Path) -> Path:
+    rel = Path(rel_name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ZooError(f"The model card {card_path.name} points outside the weights folder ({rel}); refused.")
+    return folder / rel
+
+
+def _detectors(card: dict[str, Any], folder: Path, card_path: Path) -> dict[str, Any]:
+    """The card's out-of-distribution detectors per image modality (verified like weights)."""
+    from safetensors.numpy import load as load_numpy
+
+    from skinui.trust.ood import Detector
+
+    found = {}
+    for modality, spec in (card.get("ood") or {}).items():
+        data = _verified_bytes(_inside(folder, spec["file"], card_path), spec["sha256"], "out-of-distribution file")
+        found[modality] = Detector.from_tensors(load_numpy(data))
+    return found
 
 
 def _fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

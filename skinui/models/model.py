@@ -28,6 +28,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def stem_style(h: torch.Tensor) -> torch.Tensor:
+    """[B, 2C] per-channel mean and standard deviation of a stem feature map [B, C, H, W].
+
+    The stem is the frozen ImageNet part of the encoder; its channel statistics describe what kind of
+    picture this is (texture, colour, acquisition) rather than the diagnosis, which is what an
+    out-of-distribution check needs (skinui.trust.ood).
+    """
+    return torch.cat([h.mean((2, 3)), h.std((2, 3))], 1)
+
+
 def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Defaults filled in, modalities validated and put in canonical order."""
     out = copy.deepcopy(DEFAULTS)
@@ -76,12 +86,24 @@ class MultimodalModel(nn.Module):
         """Image encoder per image modality (the same module twice when shared)."""
         return {m: self.encoders["shared" if self.shared else m] for m in self.image_modalities}
 
-    def encode(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Features [B, F] for every modality the batch carries (absent ones are left out)."""
+    def encode(self, batch: dict[str, Any], styles: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Features [B, F] for every modality the batch carries (absent ones are left out).
+
+        `styles`, when given, receives each image modality's stem statistics (`stem_style`): what
+        the out-of-distribution detector reads, at no extra cost.
+        """
         feats = {}
         for m in self.image_modalities:
-            if batch.get(m) is not None:
-                feats[m] = self.image_encoders[m](batch[m])
+            if batch.get(m) is None:
+                continue
+            enc = self.image_encoders[m]
+            if styles is None:
+                feats[m] = enc(batch[m])
+                continue
+            h = enc.forward_stem(batch[m])
+            if h.dim() == 4:
+                styles[m] = stem_style(h)
+            feats[m] = enc.forward_trunk(h)
         if "metadata" in self.modalities and batch.get("metadata") is not None:
             feats["metadata"] = self.meta_encoder(self._field_dropout(batch["metadata"]))
         return feats

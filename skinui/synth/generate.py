@@ -76,7 +76,10 @@ class Rendered:
     truth: dict[str, Any]  # ground-truth record (JSON-safe)
 
 
-def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut, ...] = ()) -> Rendered:
+def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut, ...] = (),
+           lesion: bool = True) -> Rendered:
+    """One case's images, masks and truth; `lesion=False` paints skin and nuisances only (an
+    out-of-distribution probe: same camera, no lesion)."""
     d_code, c_code, m_code = design.CODES[p.label]
     truth_meta, observed = metadata.sample(stream(seed, META, p.lesion), m_code)
     g = stream(seed, SHAPE, p.lesion)
@@ -94,7 +97,7 @@ def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut
     d_frame = Frame(size, d_view, shape, extra)
     d_img = np.empty((3, size, size), np.float32)
     dermoscopic.skin(d_img, skin, vd)
-    d_cues = dermoscopic.PATTERNS.get(d_code)(Ctx(d_img, d_frame, d_lesion, vd, tone))
+    d_cues = dermoscopic.PATTERNS.get(d_code)(Ctx(d_img, d_frame, d_lesion, vd, tone)) if lesion else []
     d_art = artefacts.apply(d_img, d_frame, stream(seed, D_ART, p.lesion, p.visit), "dermoscopic", p.label,
                             p.split, shortcuts)
     d_img = blur(d_img, vd.uniform(0.2, 0.6) * size / 224)
@@ -109,7 +112,8 @@ def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut
     light = (float(np.cos(a)), float(np.sin(a)))
     c_img = np.empty((3, size, size), np.float32)
     clinical.skin(c_img, skin, vc)
-    c_cues = clinical.APPEARANCES.get(c_code)(Ctx(c_img, c_frame, stream(seed, C_LESION, p.lesion), vc, tone, light))
+    c_cues = (clinical.APPEARANCES.get(c_code)(Ctx(c_img, c_frame, stream(seed, C_LESION, p.lesion), vc, tone, light))
+              if lesion else [])
     c_art = artefacts.apply(c_img, c_frame, stream(seed, C_ART, p.lesion, p.visit), "clinical", p.label,
                             p.split, shortcuts)
     c_img = clinical.photograph(c_img, vc, light)

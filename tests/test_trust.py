@@ -1,0 +1,126 @@
+"""Trust features: conformal sets, the out-of-distribution detector and the uncertainty measures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skinui.trust import conformal, ood, uncertainty
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+def calibrated_cases(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels drawn from them: a perfectly calibrated model."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(len(CLASSES), 0.6), size=n)
+    labels = np.array([rng.choice(len(CLASSES), p=p) for p in probs])
+    return probs, labels
+
+
+def test_quantile_is_the_finite_sample_rank_and_infinite_when_too_few():
+    scores = np.arange(1, 10) / 10  # 9 scores: rank ceil(10 * 0.9) = 9, the largest
+    assert conformal.quantile(scores, 0.1) == pytest.approx(0.9)
+    assert conformal.quantile(scores[:8], 0.1) == float("inf")  # 8 cases cannot bound 90%
+    assert conformal.quantile(np.arange(100) / 100, 0.1) == pytest.approx(0.90)  # rank 91 of 100
+
+
+@pytest.mark.parametrize("score,mode", conformal.VARIANTS)
+def test_sets_reach_their_coverage_on_new_cases(score, mode):
+    hits, sizes, per_class = [], [], []
+    for seed in range(30):
+        cal_p, cal_y = calibrated_cases(300, seed)
+        new_p, new_y = calibrated_cases(300, 1000 + seed)
+        ev = conformal.evaluate(new_p, new_y, conformal.fit(cal_p, cal_y, CLASSES, score, mode, 0.1), CLASSES)
+        hits.append(ev["coverage"])
+        sizes.append(ev["mean_size"])
+        per_class.append([ev["per_class"][c]["coverage"] for c in CLASSES])
+    assert np.mean(hits) >= 0.895  # guarantee: >= 0.9 in expectation (30 x 300 cases: sd ~0.003)
+    if mode == "class":  # Mondrian: each class covered, not only the average case (sd per class ~0.006)
+        assert np.mean(per_class, axis=0).min() >= 0.885
+    assert np.mean(sizes) < len(CLASSES)  # and the sets are not trivially everything
+
+
+def test_sets_always_hold_the_decided_class_and_are_ordered_by_probability():
+    block = {"score": "lac", "mode": "marginal", "alpha": 0.1, "threshold": 0.0}  # excludes everything
+    probs = np.array([[0.1, 0.6, 0.2, 0.1]])
+    member = conformal.sets(probs, block, CLASSES, decided=np.array([2]))
+    assert member[0].tolist() == [False, False, True, False]
+    wide = conformal.sets(probs, {**block, "threshold": 0.85}, CLASSES)[0]
+    assert conformal.ordered_set(probs[0], wide, CLASSES) == ["b", "c"]
+
+
+def test_a_class_without_enough_validation_cases_is_always_in_its_set():
+    probs, labels = calibrated_cases(400, 0)
+    labels[labels == 3] = 0
+    labels[:5] = 3  # five cases of d: too few for a 90% bound
+    block = conformal.fit(probs, labels, CLASSES, "aps", "class", 0.1)
+    assert block["thresholds"]["d"] is None and block["thresholds"]["a"] is not None
+    assert conformal.sets(probs, block, CLASSES)[:, 3].all()
+
+
+def test_aps_score_is_the_mass_at_least_as_probable():
+    s = conformal.class_scores("aps", np.array([[0.5, 0.3, 0.2]]))
+    assert s[0].tolist() == pytest.approx([0.5, 0.8, 1.0])
+
+
+def test_choice_prefers_class_conditional_unless_much_larger():
+    probs, labels = calibrated_cases(400, 3)
+    score, mode, tried = conformal.choose(probs, labels, CLASSES, repeats=10)
+    assert set(tried) == {f"{s}/{m}" for s, m in conformal.VARIANTS}
+    assert mode == "class" or tried[f"{score}/{mode}"]["size"] + 1.0 < min(
+        v["size"] for k, v in tried.items() if k.endswith("/class"))
+
+
+def gaussian_clusters(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    centres = np.eye(3, 40) * 6
+    return centres[labels] + rng.normal(0, 1, (n, 40)) + shift, labels
+
+
+def test_detector_scores_far_inputs_higher_and_keeps_95_percent_of_validation():
+    x, y = gaussian_clusters(600, 0)
+    det = ood.fit(x, y, k=8)
+    val, _ = gaussian_clusters(400, 1)
+    cut = ood.threshold(det.score(val))
+    test, _ = gaussian_clusters(400, 2)
+    far, _ = gaussian_clusters(200, 3, shift=3.0)
+    assert 0.90 <= (det.score(test) <= cut).mean() <= 0.99
+    assert ood.auroc(det.score(test), det.score(far)) > 0.95
+    assert (det.score(far) > cut).mean() > 0.8
+
+
+def test_detector_survives_its_file_format():
+    x, y = gaussian_clusters(200, 0)
+    det = ood.fit(x, y, k=8)
+    again = ood.Detector.from_tensors(det.tensors())
+    assert np.allclose(again.score(x[:20]), det.score(x[:20]), rtol=1e-4)
+
+
+def test_auroc_known_values():
+    assert ood.auroc(np.array([0, 1, 2]), np.array([3, 4])) == 1.0
+    assert ood.auroc(np.array([3, 4]), np.array([0, 1, 2])) == 0.0
+    assert ood.auroc(np.ones(5), np.ones(3)) == 0.5
+
+
+def test_tta_spread_and_branch_disagreement_bounds():
+    same = np.tile(np.array([[[0.7, 0.2, 0.1]]]), (4, 1, 1))
+    assert uncertainty.tta_spread(same)[0] == pytest.approx(0.0)
+    moved = same.copy()
+    moved[1, 0] = [0.1, 0.2, 0.7]
+    assert uncertainty.tta_spread(moved)[0] > 0.2
+    assert uncertainty.branch_disagreement(np.array([[[1.0, 0.0]], [[0.0, 1.0]]]))[0] == pytest.approx(1.0)
+    assert uncertainty.branch_disagreement(np.array([[[0.6, 0.4]], [[0.6, 0.4]]]))[0] == pytest.approx(0.0)
+
+
+def test_views_flip_the_right_axes():
+    x = np.arange(6).reshape(1, 2, 3)
+    assert np.array_equal(np.flip(x, uncertainty.VIEWS["mirrored"]), x[:, :, ::-1])
+    assert np.array_equal(np.flip(x, uncertainty.VIEWS["turned"]), x[:, ::-1, ::-1])
+
+
+def test_rank_among_validation_quantiles():
+    q = uncertainty.reference(np.linspace(0, 1, 101))
+    assert uncertainty.rank_among(0.5, q) == pytest.approx(0.5, abs=0.01)
+    assert uncertainty.rank_among(2.0, q) == 1.0
+    assert uncertainty.rank_among(-1.0, q) == 0.0

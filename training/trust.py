@@ -1,0 +1,342 @@
+"""`python -m training.trust`: fit and measure every entry's trust features, in one command.
+
+    python -m training.trust --data ham10000=../shared/data/ham10000 --data pad-ufes-20=../shared/data/pad-ufes-20 \\
+        --data milk10k=../shared/data/milk10k --data synthderm=runs/data/synthderm --update-cards --write docs/TRUST.md
+
+Per entry, on its own re-derived (SHA-checked) split:
+- conformal prediction sets (skinui.trust.conformal): score and mode chosen on validation by
+  repeated half-splits, thresholds fitted on all of validation, coverage and set size read on test;
+- out-of-distribution detector per image modality (skinui.trust.ood): fitted on the training
+  split's encoder features, threshold at 95% retention of validation, AUROC against held-out test
+  lesions for each non-lesion set of `training.ood_sets`; parameters in a content-addressed
+  `weights/shared/ood-*.safetensors`, shared by the entries that share an encoder;
+- uncertainty (skinui.trust.uncertainty): test-time-augmentation spread and, for entries with
+  several heads, branch disagreement; AUROC for detecting wrong decisions on test, beside the
+  1 - max-probability baseline; validation quantiles stored so the app can rank a new case.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skinui.calibration import calibrated_logits, decide, softmax
+from skinui.cases import Case
+from skinui.trust import conformal, ood, uncertainty
+from training.data import keep_cases_in_memory, load_cases, make_split, to_device
+from training.evaluate import EncodeCache, _encode, select_cases
+
+TRUST_CARD_KEYS = ("conformal", "ood", "uncertainty")
+
+
+@dataclass
+class SplitOut:
+    """An entry's outputs on some cases: per view, logits; image features of the original view."""
+
+    logits: np.ndarray  # [V, N, K] per view (V = 1 without test-time augmentation)
+    branch_logits: dict[str, np.ndarray] = field(default_factory=dict)  # head -> [N, K], original view
+    feats: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N, D]
+    present: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N] bool
+    styles: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N, 2C] stem statistics
+
+
+def flippable(entry: Any) -> list[str]:
+    """Image modalities read from pixels (concept-score branches have no views)."""
+    from skinui.models.encoders import ConceptMLP
+
+    return [m for m in entry.model.image_modalities if not isinstance(entry.model.image_encoders[m], ConceptMLP)]
+
+
+@torch.no_grad()
+def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: tuple[str, ...] = ("original",),
+              batch_size: int = 64) -> SplitOut:
+    model = entry.model.eval()
+    dev = next(model.parameters()).device
+    size = int(model.cfg.get("image_size", 224))
+    keys = {m: EncodeCache.key(model.image_encoders[m], size) for m in model.image_modalities} if cache else {}
+    pix = flippable(entry)
+    logits: list[list[np.ndarray]] = [[] for _ in views]
+    branch: dict[str, list[np.ndarray]] = {}
+    feats: dict[str, list[np.ndarray]] = {m: [] for m in model.image_modalities}
+    present: dict[str, list[np.ndarray]] = {m: [] for m in model.image_modalities}
+    styles: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(cases), batch_size):
+        chunk = cases[start:start + batch_size]
+        batch = to_device(entry.batch(chunk), dev)
+        mask = batch.get("mask") or {}
+        for v, name in enumerate(views):
+            axes = uncertainty.VIEWS[name]
+            flipped = {m: torch.flip(batch[m], axes) for m in pix if axes and batch.get(m) is not None}
+            suffix = "" if not axes else f"-{name}"
+            f = _encode(model, {**batch, **flipped}, chunk, cache, {m: k + suffix for m, k in keys.items()})
+            out = model.head(f, mask)
+            logits[v].append(out.logits.float().cpu().numpy())
+            if v == 0:
+                for m, st in _styles(model, batch, chunk, cache, keys, pix).items():
+                    styles.setdefault(m, []).append(st)
+                for b, z in (out.branch_logits or {}).items():
+                    branch.setdefault(b, []).append(z.float().cpu().numpy())
+                for m in model.image_modalities:
+                    n = len(chunk)
+                    feats[m].append(f[m].float().cpu().numpy() if m in f else np.zeros((n, 1), np.float32))
+                    present[m].append(mask[m].cpu().numpy() if m in mask else np.full(n, m in f))
+    if cache is not None:
+        cache.save()
+    return SplitOut(np.stack([np.concatenate(z) for z in logits]), {b: np.concatenate(z) for b, z in branch.items()},
+                    {m: np.concatenate(v) for m, v in feats.items() if v},
+                    {m: np.concatenate(v).astype(bool) for m, v in present.items() if v},
+                    {m: np.concatenate(v) for m, v in styles.items()})
+
+
+def _styles(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeCache | None,
+            keys: dict[str, str], modalities: list[str]) -> dict[str, np.ndarray]:
+    """Stem statistics [N, 2C] per image modality (zeros where a case has no such image), cached by file."""
+    from skinui.models.model import stem_style
+    from training.evaluate import _image_path
+
+    out = {}
+    for m in modalities:
+        x = batch.get(m)
+        if x is None:
+            out[m] = np.zeros((len(chunk), 1), np.float32)
+            continue
+        paths = [_image_path(c, m) for c in chunk]
+        table = cache.table(keys[m] + "-style") if cache else {}
+        if not all(p is not None and p in table for p in paths):
+            found = stem_style(model.image_encoders[m].forward_stem(x)).float().cpu().numpy()
+            for p, f in zip(paths, found):
+                if p is not None and cache is not None:
+                    table[p] = f
+                    cache.dirty.add(keys[m] + "-style")
+            out[m] = found
+        else:
+            out[m] = np.stack([table[p] for p in paths])
+    return out
+
+
+def split_cases(card: dict[str, Any], root: Path) -> dict[str, tuple[list[Case], np.ndarray]]:
+    """train/val/test cases and labels of the card's recorded split (test verified by its SHA-256)."""
+    classes = list(card["classes"])
+    select_cases(card, card["dataset"], root, "test")  # raises when the folder is not the training data
+    cases, _, _ = load_cases(card["dataset"], root)
+    parts, _ = make_split(card["dataset"], cases, card["training"]["split"])
+    return {p: ([cases[i] for i in parts[p]], np.array([classes.index(cases[i].label) for i in parts[p]]))
+            for p in ("train", "val", "test")}
+
+
+@torch.no_grad()
+def image_styles(entry: Any, modality: str, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """Stem statistics [N, 2C] of in-memory images, preprocessed exactly as a prediction would."""
+    from skinui.models.model import stem_style
+    from skinui.models.preprocess import to_tensor
+
+    size = int(entry.model.cfg.get("image_size", 224))
+    enc = entry.model.image_encoders[modality].eval()
+    out = [stem_style(enc.forward_stem(torch.stack([to_tensor(im, size) for im in images[i:i + batch_size]])))
+           .float().numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+def conformal_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test: SplitOut, yt: np.ndarray,
+                    alpha: float = 0.1) -> dict[str, Any]:
+    classes, cal = list(card["classes"]), card.get("calibration") or {}
+    pv, pt = softmax(calibrated_logits(val.logits[0], cal)), softmax(calibrated_logits(test.logits[0], cal))
+    score, mode, tried = conformal.choose(pv, yv, classes, alpha)
+    block = conformal.fit(pv, yv, classes, score, mode, alpha)
+    block["chosen_on"] = "validation (50 random half-splits: calibrate on one half, measure on the other)"
+    block["validation_trials"] = tried
+    block["test"] = conformal.evaluate(pt, yt, block, classes, decide(test.logits[0], cal))
+    block["test_all_variants"] = {
+        f"{s}/{m}": {k: v for k, v in conformal.evaluate(pt, yt, conformal.fit(pv, yv, classes, s, m, alpha), classes,
+                                                         decide(test.logits[0], cal)).items() if k != "per_class"}
+        for s, m in conformal.VARIANTS}
+    return block
+
+
+def uncertainty_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test: SplitOut,
+                      yt: np.ndarray) -> dict[str, Any]:
+    cal = card.get("calibration") or {}
+    wrong = decide(test.logits[0], cal) != yt
+    pt = softmax(calibrated_logits(test.logits[0], cal))
+    block: dict[str, Any] = {"n_test": int(len(yt)), "test_errors": int(wrong.sum()),
+                             "error_auroc": {"1 - max probability": _err_auroc(1 - pt.max(1), wrong)}}
+    if val.logits.shape[0] > 1:
+        spread_v = uncertainty.tta_spread(np.stack([softmax(calibrated_logits(z, cal)) for z in val.logits]))
+        spread_t = uncertainty.tta_spread(np.stack([softmax(calibrated_logits(z, cal)) for z in test.logits]))
+        block["tta"] = {"views": list(uncertainty.VIEWS), "validation_quantiles": uncertainty.reference(spread_v)}
+        block["error_auroc"]["test-time-augmentation spread"] = _err_auroc(spread_t, wrong)
+        tta_probs = np.stack([softmax(calibrated_logits(z, cal)) for z in test.logits]).mean(0)
+        block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(tta_probs, yt, cal)
+    if len(test.branch_logits) > 1:
+        dv = uncertainty.branch_disagreement(np.stack([softmax(z) for z in val.branch_logits.values()]))
+        dt = uncertainty.branch_disagreement(np.stack([softmax(z) for z in test.branch_logits.values()]))
+        block["branches"] = {"heads": list(test.branch_logits), "validation_quantiles": uncertainty.reference(dv)}
+        block["error_auroc"]["branch disagreement"] = _err_auroc(dt, wrong)
+    return block
+
+
+def _err_auroc(score: np.ndarray, wrong: np.ndarray) -> float | None:
+    return None if wrong.all() or not wrong.any() else round(ood.auroc(score[~wrong], score[wrong]), 4)
+
+
+def _balanced(probs: np.ndarray, y: np.ndarray, cal: dict[str, Any]) -> float:
+    from skinui.calibration import decide_from_log_probs
+    from skinui.metrics import quick_scores
+
+    pred = decide_from_log_probs(np.log(np.clip(probs, 1e-12, None)), cal)
+    return round(float(quick_scores(y, probs, probs.shape[1], predicted=pred)["balanced_accuracy"]), 4)
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Fitted:
+    detector: ood.Detector
+    file: str
+    sha256: str
+    data: bytes
+    measured: dict[str, np.ndarray] = field(default_factory=dict)  # OOD set -> scores
+
+
+def fit_detector(feats: np.ndarray, labels: np.ndarray) -> Fitted:
+    from safetensors.numpy import save
+
+    det = ood.fit(feats, labels)
+    data = save(det.tensors(), metadata={"method": ood.METHOD, "k": str(det.basis.shape[1])})
+    sha = hashlib.sha256(data).hexdigest()
+    return Fitted(det, f"shared/ood-{sha[:16]}.safetensors", sha, data)
+
+
+def ood_sets_for(card: dict[str, Any], modality: str, roots: dict[str, str], generic: dict[str, list[np.ndarray]],
+                 n: int = 120, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """The non-lesion sets plus the lesions of another world, for an entry's `modality`."""
+    from training.ood_sets import synthetic_skin
+
+    sets = dict(generic)
+    sets["synthetic-skin"] = synthetic_skin(modality, n=60)
+    rng = np.random.default_rng(seed)
+    other = {"dermoscopic": ("pad-ufes-20", "clinical"), "clinical": ("ham10000", "dermoscopic")}[modality]
+    real = card["dataset"] != "synthderm"
+    sources = [(*other, "other-modality")] if real else []
+    sources.append(("synthderm", modality, "other-dataset") if real else ("ham10000" if modality == "dermoscopic"
+                                                                          else "pad-ufes-20", modality,
+                                                                          "real-lesions"))
+    for dataset, mod, name in sources:
+        if dataset not in roots:
+            continue
+        cases, _, _ = load_cases(dataset, Path(roots[dataset]).resolve())
+        with_image = [c for c in cases if getattr(c, mod) is not None]
+        picked = rng.choice(len(with_image), size=min(n, len(with_image)), replace=False)
+        sets[name] = [with_image[i].image(mod) for i in picked]
+    return sets
+
+
+def ood_block(entry: Any, train: SplitOut, yr: np.ndarray, val: SplitOut, test: SplitOut, roots: dict[str, str],
+              generic: dict[str, list[np.ndarray]], fitted: dict[str, Fitted]) -> dict[str, Any]:
+    """Per image modality: the detector (fitted once per encoder), its threshold and its measured AUROCs."""
+    block: dict[str, Any] = {}
+    size = int(entry.model.cfg.get("image_size", 224))
+    for m in flippable(entry):
+        key = f"{EncodeCache.key(entry.model.image_encoders[m], size)}:{m}"
+        have = train.present[m]
+        if key not in fitted:
+            fit = fitted[key] = fit_detector(train.styles[m][have], yr[have])
+            s_test = fit.detector.score(test.styles[m][test.present[m]])
+            fit.measured = {name: fit.detector.score(image_styles(entry, m, images))
+                            for name, images in ood_sets_for(entry.card, m, roots, generic).items()}
+        fit = fitted[key]
+        s_val = fit.detector.score(val.styles[m][val.present[m]])
+        s_test = fit.detector.score(test.styles[m][test.present[m]])
+        cut = ood.threshold(s_val)
+        block[m] = {"file": fit.file, "sha256": fit.sha256, "method": ood.METHOD,
+                    "k": int(fit.detector.basis.shape[1]), "threshold": cut, "retention_val": ood.RETENTION,
+                    "n_train": int(have.sum()), "n_test": int(len(s_test)),
+                    "test_retention": round(float((s_test <= cut).mean()), 4),
+                    "auroc_vs_test": {name: {"n": len(s_out), "auroc": round(ood.auroc(s_test, s_out), 4),
+                                             "flagged": round(float((s_out > cut).mean()), 4)}
+                                      for name, s_out in fit.measured.items()}}
+    return block
+
+
+# ---------------------------------------------------------------------------------------------
+def _answerable(entry: Any, cases: list[Case], labels: np.ndarray) -> tuple[list[Case], np.ndarray]:
+    """The cases the app would answer: one carrying none of the entry's inputs is refused with a
+    sentence there, so it gets no prediction set or warning to measure either."""
+    try:
+        entry.prepare(cases)
+        return cases, labels
+    except ValueError:
+        keep = []
+        for i, case in enumerate(cases):
+            try:
+                entry.prepare([case])
+                keep.append(i)
+            except ValueError:
+                continue
+        return [cases[i] for i in keep], labels[keep]
+
+
+def measure_entry(entry: Any, root: Path, roots: dict[str, str], cache: EncodeCache,
+                  generic: dict[str, list[np.ndarray]], fitted: dict[str, Fitted]) -> dict[str, Any]:
+    parts = {p: _answerable(entry, *v) for p, v in split_cases(entry.card, root).items()}
+    views = tuple(uncertainty.VIEWS) if flippable(entry) else ("original",)
+    val = run_cases(entry, parts["val"][0], cache, views)
+    test = run_cases(entry, parts["test"][0], cache, views)
+    out = {"conformal": conformal_block(entry.card, val, parts["val"][1], test, parts["test"][1]),
+           "uncertainty": uncertainty_block(entry.card, val, parts["val"][1], test, parts["test"][1])}
+    if flippable(entry):
+        train = run_cases(entry, parts["train"][0], cache)
+        out["ood"] = ood_block(entry, train, parts["train"][1], val, test, roots, generic, fitted)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from skinui.zoo import list_entries, load_entry, write_card
+    from training.ood_sets import generic as generic_sets
+
+    ap = argparse.ArgumentParser(prog="python -m training.trust", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="entries (default: all whose dataset has --data)")
+    ap.add_argument("--weights-dir", default="weights")
+    ap.add_argument("--data", action="append", default=[], metavar="DATASET=DIR", help="a dataset's folder (repeat)")
+    ap.add_argument("--update-cards", action="store_true", help="write the blocks into the cards (and ood files)")
+    ap.add_argument("--json", default="runs/trust.json", help="where to keep every measured block")
+    args = ap.parse_args(argv)
+    roots = dict(item.split("=", 1) for item in args.data)
+    keep_cases_in_memory()
+    torch.set_grad_enabled(False)
+    cache, fitted = EncodeCache(), {}
+    generic = generic_sets(np.random.default_rng(0))
+    found = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
+    for card in list_entries(args.weights_dir):
+        if (args.names and card["name"] not in args.names) or card["dataset"] not in roots:
+            continue
+        entry = load_entry(card["name"], args.weights_dir)
+        blocks = measure_entry(entry, Path(roots[card["dataset"]]).resolve(), roots, cache, generic, fitted)
+        found[card["name"]] = blocks
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(found, indent=1))
+        c = blocks["conformal"]["test"]
+        print(f"{card['name']}: sets {blocks['conformal']['score']}/{blocks['conformal']['mode']} coverage "
+              f"{c['coverage']:.3f} size {c['mean_size']:.2f}; errors AUROC {blocks['uncertainty']['error_auroc']}; "
+              + "; ".join(f"OOD {m} " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in b["auroc_vs_test"].items())
+                          for m, b in blocks.get("ood", {}).items()), file=sys.stderr, flush=True)
+        if args.update_cards:
+            for fit in fitted.values():
+                target = Path(args.weights_dir) / fit.file
+                if not target.is_file():
+                    target.write_bytes(fit.data)
+            write_card({**{k: v for k, v in entry.card.items() if k not in TRUST_CARD_KEYS}, **blocks},
+                       args.weights_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

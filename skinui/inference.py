@@ -100,12 +100,21 @@ class Entry:
             return torch.as_tensor(np.asarray(value.values, dtype=np.float32))
         return to_tensor(value, int(self.model.cfg.get("image_size", 224)))
 
-    def prepare(self, cases: list[Case], modalities: list[str] | None = None) -> tuple[dict[str, Any], list[list[str]]]:
-        """The model batch plus per-case warnings (missing inputs, cleaned metadata values)."""
+    def prepare(self, cases: list[Case], modalities: list[str] | None = None,
+                images: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]]]:
+        """The model batch plus per-case warnings (missing inputs, cleaned metadata values).
+
+        `images`: a batch these cases were already prepared into; its image tensors are reused
+        (a what-if that changes only metadata does not preprocess the photos again)."""
         wanted = self._requested(modalities)
         notes: list[list[str]] = [[] for _ in cases]
         batch: dict[str, Any] = {"mask": {}}
         for m in self.model.image_modalities:
+            if images is not None and m in images:
+                batch[m] = images[m]
+                if m in (images.get("mask") or {}):
+                    batch["mask"][m] = images["mask"][m]
+                continue
             values = [c.image(m) if m in wanted else None for c in cases]
             present = [v is not None for v in values]
             if not any(present):
@@ -159,8 +168,9 @@ class Entry:
                        styles)
 
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
-                calibrated: bool = True) -> list[Prediction]:
-        return self.encode(cases, modalities).predictions(calibrated)
+                calibrated: bool = True, tta: bool = False) -> list[Prediction]:
+        """`tta`: also measure the spread over flipped views (three more encoder passes per image)."""
+        return self.encode(cases, modalities).predictions(calibrated, tta)
 
 
 @dataclass
@@ -299,7 +309,7 @@ class Encoded:
         if "metadata" not in self.entry.modalities:
             raise ValueError(f"Entry {self.entry.name} reads no metadata, so changing it changes nothing.")
         cases = [replace(c, metadata=dict(metadata)) for c in self.cases]
-        batch, notes = self.entry.prepare(cases)
+        batch, notes = self.entry.prepare(cases, images=self.batch)
         feats = {m: f for m, f in self.feats.items() if m != "metadata"}
         if batch.get("metadata") is not None:
             feats["metadata"] = self.entry.model.encode({"metadata": batch["metadata"]})["metadata"]

@@ -122,6 +122,13 @@ def test_user_journey(server, case_files):
         open_tab(page, "Feature relevance")
         expect(page.locator("#rel-integrated_gradients .js-plotly-plot")).to_be_visible()
         expect(page.locator("#rel-feature_ablation .js-plotly-plot")).to_be_visible()
+        # what if: the age changed on the same tab answers at once, the case as analysed kept beside it
+        expect(page.locator("#whatif-text")).to_contain_text("Age is 67")
+        age = page.locator("#whatif-slider input[type=number]")
+        age.fill("85")
+        age.blur()  # the slider's release event
+        expect(page.locator("#whatif-text")).to_contain_text("Age 67 → 85")
+        expect(page.locator("#whatif-plot .js-plotly-plot .legend .traces")).to_have_count(2)
         shot(page, "relevance")
 
         open_tab(page, "Modality ablation")

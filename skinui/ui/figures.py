@@ -150,3 +150,22 @@ def alpha_by_class_figure(card: Mapping[str, Any] | None) -> go.Figure | None:
                       **{**_LAYOUT, "height": 360})
     fig.update_yaxes(range=[0, 1.0], title="α")
     return fig
+
+
+def what_if_figure(baseline: Mapping[str, float], changed: Mapping[str, float] | None, baseline_label: str,
+                   changed_label: str = "", title: str = "What if?",
+                   class_names: Mapping[str, str] | None = None) -> go.Figure:
+    """The case's probabilities as analysed beside the what-if probabilities (grouped bars, one pair per class)."""
+    codes = list(baseline)
+    names = [(class_names or {}).get(k, k) for k in codes]
+    fig = go.Figure()
+    series = [(baseline_label, baseline, "#adb5bd")] + ([(changed_label, changed, "#e8590c")] if changed else [])
+    for label, probs, colour in series:
+        values = [float(probs.get(k, 0.0)) for k in codes]
+        fig.add_trace(go.Bar(x=codes, y=values, name=label, marker_color=colour, text=[f"{v:.0%}" for v in values],
+                             textposition="outside", cliponaxis=False, hoverinfo="text",
+                             hovertext=[f"{n} ({k}), {label}: {v:.1%}" for n, k, v in zip(names, codes, values)]))
+    fig.update_layout(title=title, barmode="group", yaxis_title="calibrated probability",
+                      legend={"orientation": "h", "y": -0.15}, **{**_LAYOUT, "height": 360})
+    fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
+    return fig

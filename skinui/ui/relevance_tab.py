@@ -6,7 +6,7 @@ from typing import Any
 import gradio as gr
 
 from skinui.explain import METHOD_LABELS
-from skinui.ui import figures
+from skinui.ui import figures, texts, whatif
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
@@ -82,6 +82,91 @@ def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list
             note_for(session), *plots_for(scores, target, mode, raw, session.metadata)]
 
 
+# -- What if? (one metadata field changed, the image features reused) ---------------------------------
+
+def control_updates(c: whatif.Control | None) -> list[Any]:
+    """[slider, unknown checkbox, choice dropdown] for a field's value control (hidden when None)."""
+    if c is None:
+        return [gr.update(visible=False)] * 3
+    if c.kind == "numeric":
+        return [gr.update(minimum=c.minimum, maximum=c.maximum, step=c.step, value=c.number, visible=True),
+                gr.update(value=c.unknown, visible=True), gr.update(visible=False)]
+    return [gr.update(visible=False), gr.update(value=False, visible=False),
+            gr.update(choices=c.choices, value=c.choice, visible=True)]
+
+
+def what_if_reset(ctx: AppContext, session: Session, name: str | None) -> list[Any]:
+    """[slider, unknown, choice, sentence, plot] of field `name` at its value as analysed (the baseline)."""
+    if session.explanation is None or not session.entry:
+        return [*control_updates(None), texts.WHATIF_BEFORE, gr.update(value=None, visible=False)]
+    try:
+        with encoded_case(ctx.cache, session, session.entry) as enc:
+            fields = [f.name for f in whatif.fields_of(enc.entry)]
+            if not fields:
+                return [*control_updates(None), texts.WHATIF_NO_METADATA.format(entry=enc.entry.name),
+                        gr.update(value=None, visible=False)]
+            name = name if name in fields else fields[0]
+            c = whatif.control(enc.entry, name, whatif.baseline_values(enc).get(name))
+            sentence, fig = whatif.baseline_view(enc, name)
+    except (AppError, ValueError) as err:
+        return [*control_updates(None), f"⚠️ {err}", gr.update(value=None, visible=False)]
+    return [*control_updates(c), sentence, gr.update(value=fig, visible=True)]
+
+
+def what_if_render(ctx: AppContext, session: Session) -> list[Any]:
+    """[field picker, slider, unknown, choice, back button, sentence, plot] after an analysis."""
+    choices: list[tuple[str, str]] = []
+    if session.explanation is not None and session.entry:
+        try:
+            with ctx.cache.use(session.entry) as entry:
+                choices = whatif.field_choices(entry)
+        except AppError:
+            choices = []
+    first = choices[0][1] if choices else None
+    picker = gr.update(choices=choices, value=first, visible=bool(choices))
+    slider, unknown, choice, sentence, plot = what_if_reset(ctx, session, first)
+    return [picker, slider, unknown, choice, gr.update(visible=bool(choices)), sentence, plot]
+
+
+def what_if_change(ctx: AppContext, session: Session, name: str | None, value: Any) -> list[Any]:
+    """[sentence, plot] with field `name` set to `value`; a sentence (never a traceback) when it cannot be used."""
+    if session.explanation is None or not session.entry:
+        return [texts.WHATIF_BEFORE, gr.update(value=None, visible=False)]
+    try:
+        with encoded_case(ctx.cache, session, session.entry) as enc:
+            sentence, fig = whatif.view(enc, name, value)
+    except (AppError, ValueError) as err:
+        return [f"⚠️ {err}", gr.update()]
+    return [sentence, gr.update(value=fig, visible=True)]
+
+
+def build_what_if(ctx: AppContext, session_state: gr.State) -> list[Any]:
+    """The what-if block (inside the relevance tab) and its events; returns the view's outputs."""
+    gr.Markdown(texts.WHATIF_INTRO)
+    with gr.Row(equal_height=True):
+        field = gr.Dropdown([], label="Field", elem_id="whatif-field", visible=False, scale=2)
+        slider = gr.Slider(0, 120, value=0, step=1, label="Value", elem_id="whatif-slider", visible=False, scale=3,
+                           buttons=[])
+        unknown = gr.Checkbox(value=False, label="unknown", elem_id="whatif-unknown", visible=False, scale=1)
+        choice = gr.Dropdown([whatif.UNKNOWN], value=whatif.UNKNOWN, label="Value", elem_id="whatif-choice",
+                             visible=False, scale=3)
+        back = gr.Button(texts.WHATIF_BACK, elem_id="whatif-reset", visible=False, scale=1)
+    sentence = gr.Markdown(texts.WHATIF_BEFORE, elem_id="whatif-text")
+    plot = gr.Plot(label="As analysed and what if", elem_id="whatif-plot", visible=False)
+    quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    for trigger in (field.input, back.click):
+        trigger(lambda s, f: what_if_reset(ctx, s, f), [session_state, field], [slider, unknown, choice, sentence, plot],
+                **quiet)
+    # slider: on release (drag end, or a typed number on leaving the box); moving it clears "unknown"
+    slider.release(lambda s, f, v: [False, *what_if_change(ctx, s, f, v)], [session_state, field, slider],
+                   [unknown, sentence, plot], **quiet)
+    unknown.input(lambda s, f, v, u: what_if_change(ctx, s, f, None if u else v), [session_state, field, slider, unknown],
+                  [sentence, plot], **quiet)
+    choice.input(lambda s, f, v: what_if_change(ctx, s, f, v), [session_state, field, choice], [sentence, plot],
+                 **quiet)
+    return [field, slider, unknown, choice, back, sentence, plot]
+
+
 def build(ctx: AppContext, session_state: gr.State) -> None:
     with gr.Tab("Feature relevance", id="relevance"):
         with gr.Row():
@@ -91,7 +176,9 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         note = gr.Markdown(elem_id="rel-note")
         with gr.Row():
             plots = [gr.Plot(label=METHOD_LABELS.get(m, m), elem_id=f"rel-{m}") for m in list(METHOD_LABELS)]
+        what_if_outputs = build_what_if(ctx, session_state)
     ctx.add_view([picker, note, *plots], lambda s: render(ctx, s))
+    ctx.add_view(what_if_outputs, lambda s: what_if_render(ctx, s))
     for control in (picker.input, mode.input):
         control(lambda ch, md, s: on_change(ctx, ch, md, s), [picker, mode, session_state], [note, *plots],
                 api_visibility="private")

@@ -158,3 +158,26 @@ METRICS_PLAIN = (
     "over when the test lesions or patients are resampled; two entries differ only when the interval "
     "of their *paired* difference leaves out 0."
 )
+
+# What-if metadata (relevance tab, skinui.ui.whatif)
+WHATIF_INTRO = (
+    "**What if?** Change one field of this case and see the probabilities move, beside the case as analysed. "
+    "The image features are reused, so only the metadata encoder and the fusion head run again: a teaching view "
+    "of how much this fusion method leans on each field."
+)
+WHATIF_BEFORE = "Analyse a case to ask what if one of its metadata fields were different."
+WHATIF_NO_METADATA = "{entry} reads no metadata, so there is nothing to change here; pick an entry that takes metadata."
+WHATIF_START = ("{field} is {value} in the case as analysed (prediction {cls}, {p}); change it to see what moves, "
+                "or pick another field.")
+WHATIF_NO_MOVE = ("{head}: no class probability moves by even 0.05 points, so {entry} makes next to no use of "
+                  "{field} for this case; the prediction stays {cls} ({p}).")
+WHATIF_ALPHA = "JI-ADF's weight on the metadata branch goes {a0:.2f} → {a1:.2f}."
+WHATIF_OUT_OF_RANGE = ("{field} {value} is outside the valid range {lo}–{hi}{unit}; choose a value inside it "
+                       "(the case as analysed is shown).")
+WHATIF_NOT_A_NUMBER = "{field} {value} is not a number; choose a number (the case as analysed is shown)."
+WHATIF_NOT_LISTED = "{field} {value} is not one of its values ({known}); choose one of them (the case as analysed is shown)."
+WHATIF_UNKNOWN_FIELD = "{entry} reads no field called {field}; choose one of: {known}."
+WHATIF_LEAK_MARK = " (leaks the label)"
+WHATIF_BACK = "Back to the case"
+WHATIF_SAME = "{field} is {value}, as in the case: the what-if is the case as analysed (prediction {cls}, {p})."
+WHATIF_ADJUSTED = " (prevalence-adjusted decision; most probable: {top})"

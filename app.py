@@ -7,8 +7,13 @@ another weights folder.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
+import shutil
+import signal
+import sys
+import tempfile
 import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: nothing is sent out
@@ -21,6 +26,18 @@ def _import_in_background(*modules: str) -> threading.Thread:
     return thread
 
 
+def _private_upload_folder() -> None:
+    """Uploads go to a folder of this process, removed when it exits, SIGTERM and Ctrl-C included:
+    gradio's own clean-up does not run on a signal, and an upload no request read would stay."""
+    if os.environ.get("GRADIO_TEMP_DIR"):  # the operator chose one: theirs to manage
+        return
+    folder = tempfile.mkdtemp(prefix="skinui-uploads-")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the atexit hooks
+    print(f"SkinUI: uploads go to {folder}, removed when the app stops", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the SkinUI app.")
     parser.add_argument("--host", default=None, help="address to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -29,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: SKINUI_WEIGHTS or weights/)")
     args = parser.parse_args(argv)
 
+    _private_upload_folder()
     _import_in_background("torch", "skinui.zoo")
     from skinui.ui.app import build_app, launch
 

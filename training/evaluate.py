@@ -9,11 +9,15 @@ Headline metrics score the entry as the app runs it: calibrated probabilities (t
 temperature and prevalence terms, fitted on the validation split at training time) for AUC/AP,
 and the card's decision rule (prevalence-adjusted when the card has a prevalence) for the
 thresholded metrics. `ece` is measured on the raw softmax, `ece_calibrated` after calibration.
+
+A case whose image file cannot be read (truncated, not an image) is left out of every metric and
+listed in the report's `unreadable` (case id, modality, file, reason); the rest are scored.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from skinui.calibration import calibrated_logits, decide, ece, ece_floor, reliability_bins, softmax
-from skinui.cases import Case, ImageRef
+from skinui.cases import Case, ImageError, ImageRef
 from skinui.metrics import classification_report, quick_scores, roc_curves
 from skinui.vocabulary import subset_name, subsets
 from training.data import case_ids_sha256, load_cases, make_split, to_device
@@ -34,12 +38,16 @@ class EvaluationError(ValueError):
 
 @torch.no_grad()
 def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
-                  device: torch.device | None = None, cache: EncodeCache | None = None) -> dict[tuple[str, ...], np.ndarray]:
+                  device: torch.device | None = None, cache: EncodeCache | None = None,
+                  unreadable: dict[int, dict[str, str]] | None = None) -> dict[tuple[str, ...], np.ndarray]:
     """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset.
 
     A case carrying none of the entry's inputs (e.g. no metadata at all, for a metadata-only
     entry) is still scored: its prediction is the head on the learned missing embeddings, which
     is what the model can say about it.
+
+    A case whose image cannot be read gets NaN rows and its index -> {case_id, modality, file,
+    reason} in `unreadable`; without that dict, an `EvaluationError` naming the case is raised.
     """
     model = entry.model.eval()
     if device is not None:
@@ -48,8 +56,24 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     size = int(model.cfg.get("image_size", 224))
     keys = {m: EncodeCache.key(model.image_encoders[m], size) for m in model.image_modalities} if cache else {}
     for start in range(0, len(cases), batch_size):
-        for subset, z in _chunk_logits(entry, list(cases[start : start + batch_size]), list(out), cache, keys).items():
-            out[subset].append(z)
+        chunk = list(cases[start : start + batch_size])
+        try:
+            parts = [_chunk_logits(entry, chunk, list(out), cache, keys)]
+        except ImageError:  # some image in the chunk cannot be read: case by case, the bad ones set aside
+            parts = []
+            for i, case in enumerate(chunk):
+                try:
+                    parts.append(_chunk_logits(entry, [case], list(out), cache, keys))
+                except ImageError as err:
+                    problem = _unreadable(entry, case, err)
+                    if unreadable is None:
+                        raise EvaluationError(f"Case {case.case_id}: {problem['modality']} image {problem['file']} "
+                                              f"cannot be read ({problem['reason']}).") from None
+                    unreadable[start + i] = problem
+                    parts.append({s: np.full((1, model.num_classes), np.nan, dtype=np.float32) for s in out})
+        for part in parts:
+            for subset, z in part.items():
+                out[subset].append(z)
     if cache is not None:
         cache.save()
     return {s: np.concatenate(v) for s, v in out.items()}
@@ -91,6 +115,18 @@ class EncodeCache:
         self.dirty.clear()
 
 
+def _unreadable(entry: Any, case: Case, err: ImageError) -> dict[str, str]:
+    """Which of the case's images failed, and why (its sentence)."""
+    for m in entry.model.image_modalities:
+        ref = getattr(case, m, None)
+        if isinstance(ref, ImageRef):
+            try:
+                ref.load()
+            except ImageError as bad:
+                return {"case_id": str(case.case_id), "modality": m, "file": str(ref.path), "reason": str(bad)}
+    return {"case_id": str(case.case_id), "modality": "", "file": "", "reason": str(err)}
+
+
 def _image_path(case: Case, modality: str) -> str | None:
     ref = getattr(case, modality, None)
     return str(Path(ref.path).resolve()) if isinstance(ref, ImageRef) else None
@@ -124,6 +160,8 @@ def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
     dev = next(model.parameters()).device
     try:
         batch = to_device(entry.batch(chunk), dev)
+    except ImageError:
+        raise  # an unreadable file is not a missing input: the caller sets the case aside
     except ValueError:  # some case has none of the inputs: score the cases one by one
         if len(chunk) > 1:
             parts = [_chunk_logits(entry, [case], wanted, cache, keys) for case in chunk]
@@ -229,11 +267,21 @@ def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, 
                    batch_size: int = 64, cache: EncodeCache | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json dict, figure extras) of a loaded entry on `split` of the dataset under `data_root`."""
     cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
-    logits = subset_logits(entry, cases, batch_size, device, cache=cache)
+    unreadable: dict[int, dict[str, str]] = {}
+    logits = subset_logits(entry, cases, batch_size, device, cache=cache, unreadable=unreadable)
+    if unreadable:  # scored without them; listed in the report
+        keep = [i for i in range(len(cases)) if i not in unreadable]
+        if not keep:
+            first = unreadable[min(unreadable)]
+            raise EvaluationError(f"No case of that split has a readable image (e.g. {first['file']}: "
+                                  f"{first['reason']}); check the files under {data_root}.")
+        cases, labels = [cases[i] for i in keep], labels[keep]
+        logits = {s: z[keep] for s, z in logits.items()}
     rep, extras = report(entry, cases, labels, logits=logits)
     group_key = ((entry.card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
     extras.update(cases=cases, labels=labels, groups=[c.group(group_key) for c in cases])
-    return {"entry": entry.name, "dataset": dataset, "split": split, "split_note": note, **rep}, extras
+    return {"entry": entry.name, "dataset": dataset, "split": split, "split_note": note, **rep,
+            "unreadable": [unreadable[i] for i in sorted(unreadable)]}, extras
 
 
 def run(weights: str, dataset: str | None, data_root: str, split: str, out: str, device: str = "auto",
@@ -249,5 +297,8 @@ def run(weights: str, dataset: str | None, data_root: str, split: str, out: str,
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(rep, indent=1))
+    for bad in rep["unreadable"]:
+        print(f"note: case {bad['case_id']} left out, its {bad['modality']} image {bad['file']} cannot be read "
+              f"({bad['reason']})", file=sys.stderr)
     write_html(out_dir / "report.html", rep, extras, entry.card, inline_js=inline_js)
     return rep

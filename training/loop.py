@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from skinui.calibration import softmax
@@ -160,8 +160,8 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
         if improved:
             best = {"value": value, "epoch": epoch + 1}
             if rt.is_main:
-                save_file({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                          str(run_dir / "best.safetensors"))
+                # atomic: a kill mid-write leaves the previous best whole (export --run reads it)
+                checkpoint.save_tensors(run_dir / "best.safetensors", model.state_dict())
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None, **scores,
                "lr": [g["lr"] for g in optimizer.param_groups], "seconds": round(time.time() - t0, 2),
                "best": bool(improved)}

@@ -9,6 +9,7 @@ import gradio as gr
 from skinui import evidence
 from skinui.ui import texts
 from skinui.ui.cards import card_fusion, card_structure, headline_metrics
+from skinui.ui.case_tab import broken_markdown
 from skinui.ui.entries import EntryCache
 from skinui.ui.figures import alpha_by_class_figure
 from skinui.ui.session import AppContext
@@ -75,6 +76,8 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(texts.LIMITS)
         gr.Markdown("### Data licences\n" + licences_markdown(cache))
         gr.Markdown("### Model cards")
+        if cache.broken:
+            gr.Markdown(broken_markdown(cache), elem_id="about-broken")
         pick = gr.Dropdown(cache.names(), value=ctx.default, label="Entry", elem_id="about-entry")
         card_md = gr.Markdown(card_markdown(cache.card(ctx.default) if ctx.default else None), elem_id="about-card")
         first_alpha = alpha_by_class_figure(cache.card(ctx.default) if ctx.default else None)

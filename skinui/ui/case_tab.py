@@ -28,11 +28,22 @@ INPUT_NAMES = {"dermoscopic": "a dermoscopic image", "clinical": "a clinical clo
                "metadata": "the patient metadata of the {dataset} form"}
 
 
+def broken_markdown(cache: EntryCache) -> str:
+    """The folder's broken entries and why, or '' when every entry is sound."""
+    lines = cache.broken_lines()
+    if not lines:
+        return ""
+    return ("⚠️ **Broken entries in the weights folder** (not offered until fixed):\n\n"
+            + "\n".join(f"- {line}" for line in lines))
+
+
 def entries_markdown(cache: EntryCache) -> str:
-    """Every installed entry grouped by dataset, or how to get entries when there are none."""
+    """Every installed entry grouped by dataset (then the broken ones), or how to get entries."""
+    broken = broken_markdown(cache)
     if not cache.cards:
         msg = texts.HOW_TO_GET_ENTRIES.format(weights=cache.weights_dir)
-        return f"{cache.listing_error}\n\n{msg}" if cache.listing_error else msg
+        msg = f"{cache.listing_error}\n\n{msg}" if cache.listing_error else msg
+        return f"{msg}\n\n{broken}" if broken else msg
     lines, dataset = [], None
     for card in cache.cards:
         if card.get("dataset") != dataset:
@@ -41,6 +52,8 @@ def entries_markdown(cache: EntryCache) -> str:
                       "|---|---|---|---|---|"]
         lines.append(f"| {card['name']} | {short_modalities(card.get('modalities', []))} | {card_fusion(card)} | "
                      f"{card_structure(card)} | {headline_metrics(card)} |")
+    if broken:
+        lines += ["", broken]
     return "\n".join(lines).strip()
 
 
@@ -144,7 +157,7 @@ def build(ctx: AppContext) -> None:
         c["images"] = {m: gr.State(None) for m in IMAGE_MODALITIES}  # per session, one per modality
         c["entry_before"] = gr.State(ctx.default)  # the entry the form was last shown for
         c["status"] = gr.Markdown(elem_id="status")
-        with gr.Accordion("Installed model entries", open=not ctx.cache.cards):
+        with gr.Accordion("Installed model entries", open=not ctx.cache.cards or bool(ctx.cache.broken)):
             gr.Markdown(entries_markdown(ctx.cache), elem_id="entries-table")
 
 

@@ -13,6 +13,8 @@ from skinui.vocabulary import MODALITY_LABELS as LABELS
 
 RESERVED = ("case_id", *IMAGE_MODALITIES)
 CHUNK = 16
+# skinui.trust.uncertainty measure -> output column (empty where the entry or the run has none)
+UNCERTAINTY_COLUMNS = {"branch disagreement": "branch_disagreement", "test-time-augmentation spread": "tta_spread"}
 
 
 def _zoo(args: argparse.Namespace) -> int:
@@ -151,11 +153,16 @@ def _predict(args: argparse.Namespace) -> int:
         result["warnings"] = " | ".join(notes)
     for start in range(0, len(ready), CHUNK):
         chunk = ready[start:start + CHUNK]
-        for (i, _, notes), pred in zip(chunk, entry.predict([c for _, c, _ in chunk])):
+        for (i, _, notes), pred in zip(chunk, entry.predict([c for _, c, _ in chunk], tta=args.tta)):
             results[i].update({f"prob_{k}": round(v, 6) for k, v in pred.probabilities.items()})
             results[i].update(prediction=pred.prediction, confidence=round(pred.confidence, 6),
+                              prediction_set="|".join(pred.prediction_set or []),
+                              unusual="|".join(m for m, v in (pred.unusual or {}).items() if v["unusual"]),
+                              **{UNCERTAINTY_COLUMNS[k]: round(v["value"], 6) for k, v in (pred.uncertainty or {}).items()},
                               warnings=" | ".join([*pred.warnings, *notes]))
-    columns = ["case_id", *(f"prob_{c}" for c in entry.classes), "prediction", "confidence", "error", "warnings"]
+    # the trust columns come last, so readers of the original columns by position are unaffected
+    columns = ["case_id", *(f"prob_{c}" for c in entry.classes), "prediction", "confidence", "error", "warnings",
+               "prediction_set", "unusual", *UNCERTAINTY_COLUMNS.values()]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -181,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 "then metadata field columns")
     p.add_argument("--out", required=True, help="output CSV of probabilities and predictions")
     p.add_argument("--weights-dir", default=None)
+    p.add_argument("--tta", action="store_true",
+                   help="also measure the probabilities' spread over flipped views (tta_spread column; 4x the "
+                        "image-encoder time)")
     args = parser.parse_args(argv)
     return {"zoo": _zoo, "predict": _predict, "compact": _compact}[args.command](args)
 

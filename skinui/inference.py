@@ -101,14 +101,22 @@ class Entry:
         return to_tensor(value, int(self.model.cfg.get("image_size", 224)))
 
     def prepare(self, cases: list[Case], modalities: list[str] | None = None,
-                images: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]]]:
-        """The model batch plus per-case warnings (missing inputs, cleaned metadata values).
+                images: dict[str, Any] | None = None, quality: bool = True) -> tuple[dict[str, Any], list[list[str]]]:
+        """The model batch plus per-case warnings (missing inputs, cleaned metadata values, and with
+        `quality` the image-quality checks of skinui.trust.quality: blur, exposure, tiny lesion).
 
         `images`: a batch these cases were already prepared into; its image tensors are reused
         (a what-if that changes only metadata does not preprocess the photos again)."""
         wanted = self._requested(modalities)
         notes: list[list[str]] = [[] for _ in cases]
         batch: dict[str, Any] = {"mask": {}}
+        if quality:
+            from skinui.trust.quality import check_image
+
+            for m in [m for m in self.model.image_modalities if m in wanted]:
+                for i, case in enumerate(cases):
+                    if isinstance(v := case.image(m), np.ndarray):
+                        notes[i] += check_image(v, m)
         for m in self.model.image_modalities:
             if images is not None and m in images:
                 batch[m] = images[m]
@@ -152,8 +160,8 @@ class Entry:
         return batch, notes
 
     def batch(self, cases: list[Case], modalities: list[str] | None = None) -> dict[str, Any]:
-        """The model batch for `cases` (absent modalities masked)."""
-        return self.prepare(cases, modalities)[0]
+        """The model batch for `cases` (absent modalities masked; no warnings, so no quality checks)."""
+        return self.prepare(cases, modalities, quality=False)[0]
 
     @torch.no_grad()
     def encode(self, cases: Case | list[Case], modalities: list[str] | None = None) -> Encoded:

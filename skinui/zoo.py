@@ -54,6 +54,13 @@ def card_problems(card: dict[str, Any]) -> list[str]:
                      if len((block.get(m) or {}).get("ci") or ()) != 2]
     if "comparisons" not in card:
         problems.append("comparisons")
+    conf = card.get("conformal") or {}
+    problems += [f"conformal.{k}" for k in ("score", "mode", "alpha", "test") if k not in conf]
+    if "uncertainty" not in card:
+        problems.append("uncertainty")
+    pixels = [m for m in card.get("modalities", []) if m in ("dermoscopic", "clinical")
+              and ((card.get("model") or {}).get("image_encoder") or {}).get("name") != "concept_mlp"]
+    problems += [f"ood.{m}" for m in pixels if "threshold" not in ((card.get("ood") or {}).get(m) or {})]
     return problems
 
 
@@ -120,10 +127,10 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
         known = ", ".join(c["name"] for c in list_entries(folder)) or "none"
         raise ZooError(f"There is no zoo entry named {name!r} in {folder}; available entries: {known}.")
     card = _read_card(card_path)
-    state = _fp32(load_safetensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file")))
+    state = _fp32(_tensors(_verified_bytes(folder / f"{name}.safetensors", card["sha256"], "weight file"), name))
     for part in card.get("shared") or []:
-        shared = load_safetensors(_verified_bytes(_inside(folder, part["file"], card_path), part["sha256"],
-                                                  "shared weight file"))
+        shared = _tensors(_verified_bytes(_inside(folder, part["file"], card_path), part["sha256"],
+                                          "shared weight file"), name)
         state.update({part["prefix"] + k: v for k, v in _fp32(shared).items()})
     cfg = copy.deepcopy(card["model"])
     # The checkpoint carries every weight: build bare (fast, offline), then load.
@@ -145,6 +152,15 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
     temperature = float((card.get("calibration") or {}).get("temperature") or 1.0)
     return Entry(name, card, model, encoder, _schema(card["dataset"]), temperature,
                  _detectors(card, folder, card_path))
+
+
+def _tensors(data: bytes, name: str) -> dict[str, torch.Tensor]:
+    """safetensors bytes -> tensors; anything else (a pickle whose hash was also forged) is refused."""
+    try:
+        return load_safetensors(data)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for any malformed file
+        raise ZooError(f"A weight file of {name!r} is not a valid safetensors file ({err}); it was not loaded. "
+                       f"Restore the original file or retrain the entry.") from None
 
 
 def _inside(folder: Path, rel_name: str, card_path: Path) -> Path:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -61,3 +62,13 @@ def running_app(weights: Path, log: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def lesion_like(w: int = 96, h: int = 96, seed: int = 0) -> np.ndarray:
+    """A plausible photo for tests that are not about image quality: skin, a dark central spot,
+    sensor noise; it passes every check of skinui.trust.quality (tests/test_quality.py checks the checks)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:h, :w]
+    a = np.clip((0.22 - np.hypot((x - w / 2) / w, (y - h / 2) / h)) / 0.04, 0, 1)[..., None]
+    img = np.array([214, 160, 130.0]) * (1 - a) + np.array([90, 55, 40.0]) * a + rng.normal(0, 10, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)

@@ -64,6 +64,11 @@ def test_predict_default_entry_with_both_images(client, images):
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert out["prediction"] == max(out["probabilities"], key=out["probabilities"].get)
     assert sum(out["branch_weights"].values()) == pytest.approx(1.0, abs=1e-4)
+    # trust fields: the demo card's sets (fitted on simulated cases); no detector, so nothing is unusual
+    assert out["prediction"] in out["prediction_set"] and out["set_coverage"] == pytest.approx(0.9)
+    assert out["unusual"] is None
+    assert set(out["uncertainty"]) == {"branch disagreement", "test-time-augmentation spread"}
+    assert out["uncertainty"]["branch disagreement"]["rank"] is None  # no validation reference in the card
     from gradio.utils import get_upload_folder
 
     leftovers = [p for name in images for p in Path(get_upload_folder()).rglob(Path(name).name)]

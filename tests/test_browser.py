@@ -104,6 +104,9 @@ def test_user_journey(server, case_files):
 
         open_tab(page, "Prediction")
         expect(page.locator("#prediction-headline")).to_contain_text("calibrated")
+        # the trust paragraph: the differential with its guarantee, and the flipped-views second opinion
+        expect(page.locator("#prediction-headline")).to_contain_text("90% prediction set")
+        expect(page.locator("#prediction-headline")).to_contain_text("Second opinion: when the image is mirrored")
         # the notice sits once next to the prediction (and on the About tab), never as a banner everywhere
         expect(page.locator("#prediction-headline")).to_contain_text("not a medical device")
         expect(page.locator("#prediction-probs .js-plotly-plot")).to_be_visible()

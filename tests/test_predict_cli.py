@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import lesion_like
+
 from skinui.__main__ import main
 from skinui.zoo import save_entry
 
@@ -28,7 +30,7 @@ def _entry(tmp_path: Path) -> Path:
 
 def _write_images(folder: Path) -> None:
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / "good.png")
+    Image.fromarray(lesion_like(96, 96)).save(folder / "good.png")  # passes the quality checks
     (folder / "broken.png").write_bytes(b"not an image at all")
 
 
@@ -62,6 +64,8 @@ def test_predict_csv_bad_rows_get_errors(tmp_path, capsys):
     assert got["broken"]["error"] and "Traceback" not in got["broken"]["error"]
     assert "none of this model's inputs" in got["nothing"]["error"]
     assert "3 with an error" in capsys.readouterr().err
+    assert list(got["ok"])[-4:] == ["prediction_set", "unusual", "branch_disagreement", "tta_spread"]
+    assert got["ok"]["tta_spread"] == "" and got["broken"]["prediction_set"] == ""  # no --tta; no prediction
 
 
 def test_predict_unknown_entry_and_missing_csv_are_sentences(tmp_path, capsys):

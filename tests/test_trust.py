@@ -124,3 +124,85 @@ def test_rank_among_validation_quantiles():
     assert uncertainty.rank_among(0.5, q) == pytest.approx(0.5, abs=0.01)
     assert uncertainty.rank_among(2.0, q) == 1.0
     assert uncertainty.rank_among(-1.0, q) == 0.0
+
+
+# ---- through a shipped entry: what the app, the API and the CLI return ------------------------
+@pytest.fixture(scope="module")
+def synth_entry():
+    from skinui.zoo import load_entry
+
+    return load_entry("synthderm_jf_concat")
+
+
+def synth_case(i: int = 0):
+    from skinui.cases import Case
+    from skinui.synth.generate import plan, render
+
+    r = render(plan(12, 123)[i], 123, 128)  # a fresh SynthDerm case, never seen in training
+    return Case("fresh", r.images["dermoscopic"], r.images["clinical"], {})
+
+
+def cat_case():
+    from skimage import data
+
+    from skinui.cases import Case
+
+    return Case("cat", dermoscopic=data.chelsea(), clinical=data.chelsea())
+
+
+def test_a_cat_is_flagged_and_a_fresh_lesion_is_not(synth_entry):
+    cat = synth_entry.predict([cat_case()])[0]
+    assert cat.unusual and all(v["unusual"] for v in cat.unusual.values())
+    assert any("does not look like the images" in w for w in cat.warnings)
+    fresh = synth_entry.predict([synth_case(i) for i in range(6)])
+    assert sum(v["unusual"] for p in fresh for v in p.unusual.values()) <= 1  # ~5% flagged by design
+    assert not any("does not look like" in w for w in fresh[0].warnings if not fresh[0].unusual["dermoscopic"]["unusual"])
+
+
+def test_every_prediction_carries_its_set_and_the_set_holds_the_decision(synth_entry):
+    for p in synth_entry.predict([synth_case(i) for i in range(4)]):
+        assert p.prediction in p.prediction_set
+        assert p.set_coverage == pytest.approx(1 - synth_entry.card["conformal"]["alpha"])
+        probs = [p.probabilities[c] for c in p.prediction_set]
+        assert probs == sorted(probs, reverse=True)
+
+
+def test_tta_spread_is_measured_only_when_asked_and_ranked(synth_entry):
+    plain = synth_entry.predict([synth_case()])[0]
+    assert "test-time-augmentation spread" not in (plain.uncertainty or {})
+    tta = synth_entry.predict([synth_case()], tta=True)[0]
+    spread = tta.uncertainty["test-time-augmentation spread"]
+    assert 0 <= spread["value"] <= 1 and 0 <= spread["rank"] <= 1
+    assert tta.probabilities == plain.probabilities  # the views inform, they do not change the answer
+
+
+def test_branch_disagreement_for_joint_individual_entries():
+    from skinui.zoo import load_entry
+
+    p = load_entry("synthderm_jiadf").predict([synth_case()])[0]
+    assert 0 <= p.uncertainty["branch disagreement"]["value"] <= 1
+
+
+def test_every_shipped_image_entry_has_a_detector_that_loads():
+    from skinui.zoo import list_entries, load_entry
+
+    for card in list_entries():
+        if card.get("ood"):
+            entry = load_entry(card["name"])
+            assert set(entry.detectors) == set(card["ood"])
+            break
+    else:
+        pytest.fail("no shipped entry carries an out-of-distribution detector")
+
+
+def test_trust_sentences():
+    from skinui.trust import words
+
+    s = words.set_sentence(["nv", "mel"], 0.9, {"mel": "Melanoma"})
+    assert "90%" in s and "**nv** or **mel** (Melanoma)" in s
+    assert words.set_sentence(None, None) == ""
+    high = words.uncertainty_sentences({"branch disagreement": {"value": 0.4, "rank": 0.97}})[0]
+    low = words.uncertainty_sentences({"branch disagreement": {"value": 0.01, "rank": 0.2}})[0]
+    assert "disagree" in high and "uncertain" in high and "uncertain" not in low and "agree" in low
+    assert words.unusual_sentence({"dermoscopic": {"unusual": True}}).startswith("⚠️ The dermoscopic")
+    assert words.unusual_sentence({"dermoscopic": {"unusual": False}}) == ""

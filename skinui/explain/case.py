@@ -36,13 +36,17 @@ class CaseExplanation:
     ablation: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
     warnings: list[str] = field(default_factory=list)  # the prediction's warnings on this case
+    prediction_set: list[str] | None = None  # conformal set (skinui.trust.conformal)
+    set_coverage: float | None = None
+    unusual: dict[str, dict[str, float]] | None = None  # image modality -> out-of-distribution score
+    uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank}
 
 
 def explain_case(enc: Encoded, target: int | str | None = None,
                  methods: tuple[str, ...] | None = None) -> CaseExplanation:
     """Prediction + Grad-CAM on every image + metadata relevance (each method) + modality ablation."""
     clock = {"start": time.perf_counter()}
-    prediction = enc.prediction()
+    prediction = enc.predictions(tta=True)[0]  # the app's one case: the flipped views are worth it
     t = resolve_target(enc, target)
     clock["predict"] = time.perf_counter()
     cams = gradcams(enc, t)
@@ -59,4 +63,6 @@ def explain_case(enc: Encoded, target: int | str | None = None,
     seconds["total"] = clock["ablation"] - clock["start"]
     return CaseExplanation(enc.entry.name, enc.classes, prediction.probabilities, prediction.prediction,
                            prediction.confidence, enc.classes[t], prediction.branch_probabilities,
-                           prediction.branch_weights, cams, rel, raw, ablation, seconds, prediction.warnings)
+                           prediction.branch_weights, cams, rel, raw, ablation, seconds, prediction.warnings,
+                           prediction.prediction_set, prediction.set_coverage, prediction.unusual,
+                           prediction.uncertainty)

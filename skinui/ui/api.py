@@ -1,7 +1,10 @@
 """The named `predict` endpoint (DESIGN.md contract) for `gradio_client` users and scripts.
 
 Inputs `(entry, dermoscopic, clinical, metadata_json)`; output
-`{"entry", "probabilities", "prediction", "branch_weights", "warnings"}`, or `{"entry", "error"}`
+`{"entry", "probabilities", "prediction", "branch_weights", "warnings"}` plus the trust fields
+`prediction_set` (conformal set, most probable first, or null), `set_coverage` (its guaranteed
+coverage, e.g. 0.9), `unusual` (image modality -> {score, threshold, unusual}, or null) and
+`uncertainty` (measure -> {value, rank among validation cases}, or null); or `{"entry", "error"}`
 with a sentence when the request cannot be answered. It never raises a traceback at the caller.
 """
 from __future__ import annotations
@@ -73,7 +76,7 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
             raise AppError("No model entry is installed; put entries in the weights folder (see the Case tab).")
         card = cache.card(name)
         with cache.use(name) as loaded:
-            result = loaded.predict([build_case(loaded, inputs)])[0]
+            result = loaded.predict([build_case(loaded, inputs)], tta=True)[0]
     except (AppError, ValueError) as err:
         # the echo is made UTF-8-safe: a name with a lone surrogate ("\ud800", sent escaped in JSON)
         # failed gradio's JSON encoding of the answer, a traceback in the log and a generic error
@@ -86,6 +89,10 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         "branch_weights": dict(result.branch_weights) if card_structure(card) == "jiadf" and result.branch_weights
         else None,
         "warnings": [*notes, *result.warnings, *ignored_notes(card, inputs.present())],
+        "prediction_set": result.prediction_set,
+        "set_coverage": result.set_coverage,
+        "unusual": result.unusual,
+        "uncertainty": result.uncertainty,
     }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from skinui import evidence
+from skinui.trust.words import trust_markdown
 from skinui.ui import figures, texts
 from skinui.ui.cards import card_fusion, card_structure
 from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
@@ -70,6 +71,7 @@ def case_report_html(session: Any, card: dict[str, Any]) -> str:
         f"<tr><td>{esc(r['subset'])}</td><td>{esc(r['prediction'])}</td><td>{r['confidence']:.1%}</td></tr>"
         for r in ex.ablation) + "</table>"
     warnings = "".join(f"<li>{esc(w)}</li>" for w in session.warnings)
+    trust = "".join(f"<p>{esc(line.replace('**', ''))}</p>" for line in trust_markdown(ex).split("\n\n") if line)
     decision = ("prevalence-adjusted (the class most probable relative to how common it is, fitted on validation)"
                 if (card.get("calibration") or {}).get("decision") == "prevalence_adjusted" else "most probable class")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>SkinUI case report</title>
@@ -88,6 +90,7 @@ Test balanced accuracy {esc(evidence.with_interval(card, 'balanced_accuracy'))},
 <p><b>{esc(ex.prediction)}</b>, probability {ex.confidence:.1%} (calibrated). Decision rule: {esc(decision)}.</p>
 {f'<p class=note>{esc(why)}</p>' if why else ''}
 {_bars(ex.probabilities, highlight=ex.prediction)}
+<h2>How far to trust it</h2>{trust or '<p>This entry has no prediction set or uncertainty measures.</p>'}
 <h2>Grad-CAM</h2>{cams or '<p>No image to explain.</p>'}
 <h2>Metadata relevance (scaled; sign: towards or against {esc(ex.target)})</h2>{relevance or '<p>No metadata relevance.</p>'}
 <h2>Modality ablation</h2>{ablation}

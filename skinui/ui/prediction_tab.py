@@ -5,6 +5,7 @@ from typing import Any
 
 import gradio as gr
 
+from skinui.trust.words import trust_markdown
 from skinui.ui import figures, texts
 from skinui.ui.cards import card_structure
 from skinui.ui.session import AppContext, Session
@@ -38,6 +39,9 @@ def headline(ex: Any, names: dict[str, str], structure: str = "jiadf") -> str:
                 f"({ex.probabilities[top]:.1%}). {why}")
     else:
         text = f"## {ex.prediction}{f' — {label}' if label else ''}\nProbability **{ex.confidence:.1%}** (calibrated)"
+    trust = trust_markdown(ex, names)
+    if trust:
+        text += f"\n\n{trust}"
     text += f"\n\n_{texts.NOTICE_SHORT}_"
     if ex.branch_weights and structure == "jiadf":  # adaptive: alpha is this case's own
         lead = max(ex.branch_weights, key=ex.branch_weights.get)

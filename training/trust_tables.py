@@ -1,0 +1,97 @@
+"""`python -m training.trust_tables --write docs/TRUST.md`: the trust measurements, read from the cards.
+
+Three generated blocks (prose around them is hand-written): `trust-sets` (conformal coverage and
+set size on test), `trust-ood` (detector AUROC per non-lesion set, one row per detector) and
+`trust-uncertainty` (AUROC for detecting wrong decisions). The numbers are those
+`python -m training.trust ... --update-cards` measured and stored in each card.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.markdown import write_section
+
+COMMAND = "python -m training.trust_tables --write docs/TRUST.md"
+OOD_SETS = ("natural", "faces", "documents", "synthetic-skin", "other-modality", "other-dataset", "real-lesions")
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def sets_table(cards: list[dict[str, Any]]) -> str:
+    rows = ["| entry | sets | n val | test coverage (target band) | mean size | singletons | lowest class coverage |",
+            "|---|---|---|---|---|---|---|"]
+    for c in cards:
+        b = c.get("conformal")
+        if not b:
+            continue
+        t = b["test"]
+        lo, hi = t["band"]
+        ok = "" if lo <= t["coverage"] else " ⚠️"
+        worst = min(((k, v) for k, v in t["per_class"].items() if v["coverage"] is not None),
+                    key=lambda kv: kv[1]["coverage"], default=None)
+        worst_txt = f"{worst[0]} {worst[1]['coverage']:.2f} (n={worst[1]['n']})" if worst else "n/a"
+        rows.append(f"| {c['name']} | {b['score']}/{b['mode']} | {b['n_calibration']} | {t['coverage']:.3f}{ok} "
+                    f"({lo:.2f}–{hi:.2f}, n={t['n']}) | {t['mean_size']:.2f} | {t['singletons']:.0%} | {worst_txt} |")
+    return "\n".join(rows) + "\n"
+
+
+def ood_table(cards: list[dict[str, Any]]) -> str:
+    """One row per detector (entries sharing an encoder share it and its numbers)."""
+    seen: dict[str, list[str]] = {}
+    first: dict[str, tuple[str, dict[str, Any]]] = {}
+    for c in cards:
+        for m, b in (c.get("ood") or {}).items():
+            seen.setdefault(b["sha256"], []).append(c["name"])
+            first.setdefault(b["sha256"], (m, b))
+    present = [s for s in OOD_SETS if any(s in b["auroc_vs_test"] for _, b in first.values())]
+    rows = ["| detector (entries) | image | val retention | test retention | " + " | ".join(present) + " |",
+            "|---|---|---|---|" + "---|" * len(present)]
+    for sha, (m, b) in first.items():
+        names = seen[sha]
+        who = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more sharing its encoder"
+        cells = [f"{b['auroc_vs_test'][s]['auroc']:.3f} ({b['auroc_vs_test'][s]['flagged']:.0%})"
+                 if s in b["auroc_vs_test"] else "—" for s in present]
+        rows.append(f"| {who} | {m} | {b['retention_val']:.0%} | {b['test_retention']:.0%} (n={b['n_test']}) | "
+                    + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def uncertainty_table(cards: list[dict[str, Any]]) -> str:
+    measures = ("1 - max probability", "test-time-augmentation spread", "branch disagreement")
+    rows = ["| entry | test errors / cases | " + " | ".join(measures) + " | balanced acc., 4 views averaged |",
+            "|---|---|" + "---|" * len(measures) + "---|"]
+    for c in cards:
+        u = c.get("uncertainty")
+        if not u:
+            continue
+        cells = [_f(u["error_auroc"].get(m)) if m in u["error_auroc"] else "—" for m in measures]
+        tta = (u.get("tta") or {}).get("test_balanced_accuracy_averaged_views")
+        plain = (c.get("metrics") or {}).get("balanced_accuracy")
+        rows.append(f"| {c['name']} | {u['test_errors']} / {u['n_test']} | " + " | ".join(cells)
+                    + f" | {_f(tta)} (single view {_f(plain)}) |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from skinui.zoo import list_entries
+
+    ap = argparse.ArgumentParser(prog="python -m training.trust_tables", description=__doc__)
+    ap.add_argument("--weights-dir", default="weights")
+    ap.add_argument("--write", default="docs/TRUST.md")
+    args = ap.parse_args(argv)
+    cards = list_entries(args.weights_dir)
+    out = Path(args.write)
+    for key, body in (("trust-sets", sets_table(cards)), ("trust-ood", ood_table(cards)),
+                      ("trust-uncertainty", uncertainty_table(cards))):
+        write_section(out, key, body, COMMAND)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

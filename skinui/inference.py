@@ -36,6 +36,7 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     prediction_set: list[str] | None = None  # conformal set, most probable first (card's `conformal`)
     set_coverage: float | None = None  # the guaranteed coverage of that set (1 - alpha)
+    set_mode: str | None = None  # "marginal" (over all cases) or "class" (for each true diagnosis)
     unusual: dict[str, dict[str, float]] | None = None  # image modality -> {score, threshold, unusual}
     uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank among validation cases}
 
@@ -264,8 +265,11 @@ class Encoded:
             measures["test-time-augmentation spread"] = (unc.tta_spread(views), ref.get("tta"))
         for name, (values, block) in measures.items():
             q = (block or {}).get("validation_quantiles")
+            # does a high value go with wrong decisions? measured on validation (None: not measured)
+            signal = (ref.get("error_auroc_val") or {}).get(name)
             for i, v in enumerate(values):
-                found[i][name] = {"value": float(v), "rank": unc.rank_among(float(v), q) if q else None}
+                found[i][name] = {"value": float(v), "rank": unc.rank_among(float(v), q) if q else None,
+                                  "error_auroc_val": signal}
         return found
 
     def sets(self, probs: np.ndarray | None = None) -> list[list[str]] | None:
@@ -287,7 +291,8 @@ class Encoded:
         alpha = self.alpha.detach().numpy().astype(float) if self.alpha is not None else None
         classes = self.classes
         sets, unusual, unsure = self.sets(cal_probs), self.unusual(), self.uncertainty(tta)
-        coverage = 1 - float(self.entry.card["conformal"]["alpha"]) if sets else None
+        block = self.entry.card.get("conformal") or {}
+        coverage, mode = (1 - float(block["alpha"]), block["mode"]) if sets else (None, None)
         preds = []
         for i in range(len(self.cases)):
             k, top = int(decided[i]), int(probs[i].argmax())
@@ -304,6 +309,7 @@ class Encoded:
                 warnings=notes,
                 prediction_set=sets[i] if sets else None,
                 set_coverage=coverage,
+                set_mode=mode,
                 unusual=unusual[i] or None,
                 uncertainty=unsure[i] or None,
             ))

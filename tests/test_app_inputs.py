@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import lesion_like
 from gradio.utils import get_upload_folder
 from PIL import Image
-
-from conftest import lesion_like
 
 from skinui.demo import make_demo_entry
 from skinui.ui import api, case_tab
@@ -113,7 +112,7 @@ def test_api_predict_contract(cache):
     derm, clin = upload("d.png", Image.fromarray(lesion_like())), upload("c.png", Image.fromarray(lesion_like(80, 80)))
     out = api.predict(cache, "tri_jiadf", "", derm, clin, json.dumps({"age": 70, "sex": "male", "site": "face"}))
     assert set(out) == {"entry", "probabilities", "prediction", "branch_weights", "warnings",  # DESIGN.md
-                        "prediction_set", "set_coverage", "unusual", "uncertainty"}  # the trust fields (docs/TRUST.md)
+                        "prediction_set", "set_coverage", "set_mode", "unusual", "uncertainty"}  # trust (docs/TRUST.md)
     assert out["entry"] == "tri_jiadf" and sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert out["prediction"] == max(out["probabilities"], key=out["probabilities"].get)
     assert set(out["branch_weights"]) == {"image", "joint", "metadata"}

@@ -21,10 +21,14 @@ FORBIDDEN = [
     ("skinui.models", "skinui.ui", "models know nothing of the app"),
     ("skinui.models", "skinui.explain", "models know nothing of their explanations"),
     ("skinui.inference", "skinui.explain", "the prediction path does not depend on explanations"),
+    ("skinui.trust", "skinui.ui", "trust measures return numbers and sentences; the app shows them"),
+    ("skinui.trust", "skinui.explain", "the prediction path's trust measures do not depend on explanations"),
 ]
 # Torch-free modules: the app's page, the audit and the reports' statistics load without torch.
 TORCH_FREE = ["skinui.vocabulary", "skinui.paths", "skinui.schema", "skinui.stats", "skinui.evidence",
-              "skinui.audit", "skinui.explain.methods", "skinui.ui.cards", "skinui.ui.form", "skinui.trust.quality"]
+              "skinui.audit", "skinui.explain.methods", "skinui.ui.cards", "skinui.ui.form",
+              "skinui.trust.conformal", "skinui.trust.ood", "skinui.trust.uncertainty", "skinui.trust.words",
+              "skinui.trust.quality"]
 
 
 def module_name(path: Path) -> str:

@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import lesion_like
+from PIL import Image
 
 from skinui.__main__ import main
 from skinui.zoo import save_entry
@@ -29,7 +27,6 @@ def _entry(tmp_path: Path) -> Path:
 
 
 def _write_images(folder: Path) -> None:
-    rng = np.random.default_rng(0)
     Image.fromarray(lesion_like(96, 96)).save(folder / "good.png")  # passes the quality checks
     (folder / "broken.png").write_bytes(b"not an image at all")
 

@@ -341,6 +341,7 @@ def test_the_apps_upload_folder_is_its_own_and_removed_on_sigterm(tmp_path, monk
     import re
 
     from conftest import running_app
+
     from skinui.demo import make_demo_entry
 
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)

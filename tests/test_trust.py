@@ -156,7 +156,9 @@ def test_a_cat_is_flagged_and_a_fresh_lesion_is_not(synth_entry):
     assert any("does not look like the images" in w for w in cat.warnings)
     fresh = synth_entry.predict([synth_case(i) for i in range(6)])
     assert sum(v["unusual"] for p in fresh for v in p.unusual.values()) <= 1  # ~5% flagged by design
-    assert not any("does not look like" in w for w in fresh[0].warnings if not fresh[0].unusual["dermoscopic"]["unusual"])
+    for p in fresh:  # the sentence appears exactly when an image is flagged
+        flagged = sum(v["unusual"] for v in p.unusual.values())
+        assert sum("does not look like" in w for w in p.warnings) == flagged
 
 
 def test_every_prediction_carries_its_set_and_the_set_holds_the_decision(synth_entry):
@@ -198,11 +200,38 @@ def test_every_shipped_image_entry_has_a_detector_that_loads():
 def test_trust_sentences():
     from skinui.trust import words
 
-    s = words.set_sentence(["nv", "mel"], 0.9, {"mel": "Melanoma"})
-    assert "90%" in s and "**nv** or **mel** (Melanoma)" in s
+    s = words.set_sentence(["nv", "mel"], 0.9, {"mel": "Melanoma"}, "marginal")
+    assert "90%" in s and "**nv** or **mel** (Melanoma)" in s and "on average" in s
+    assert "each diagnosis" in words.set_sentence(["nv"], 0.9, None, "class")
+    quiet = words.uncertainty_sentences({"branch disagreement": {"value": 0.4, "rank": 0.97, "error_auroc_val": 0.3}})
+    assert "no warning sign" in quiet[0] and "uncertain" not in quiet[0]
     assert words.set_sentence(None, None) == ""
     high = words.uncertainty_sentences({"branch disagreement": {"value": 0.4, "rank": 0.97}})[0]
     low = words.uncertainty_sentences({"branch disagreement": {"value": 0.01, "rank": 0.2}})[0]
     assert "disagree" in high and "uncertain" in high and "uncertain" not in low and "agree" in low
     assert words.unusual_sentence({"dermoscopic": {"unusual": True}}).startswith("⚠️ The dermoscopic")
     assert words.unusual_sentence({"dermoscopic": {"unusual": False}}) == ""
+
+
+def test_batch_cli_writes_the_trust_columns(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from skinui.__main__ import main
+
+    fresh, cat = synth_case(), cat_case()
+    for name, case in (("fresh", fresh), ("cat", cat)):
+        Image.fromarray(case.dermoscopic).save(tmp_path / f"{name}-d.png")
+        Image.fromarray(case.clinical).save(tmp_path / f"{name}-c.png")
+    with (tmp_path / "cases.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "dermoscopic", "clinical"])
+        w.writerows([[n, f"{n}-d.png", f"{n}-c.png"] for n in ("fresh", "cat")])
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--entry", "synthderm_jf_concat", "--csv", str(tmp_path / "cases.csv"),
+                 "--out", str(out), "--tta"]) == 0
+    rows = {r["case_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["cat"]["unusual"] == "dermoscopic|clinical" and "does not look like" in rows["cat"]["warnings"]
+    assert rows["fresh"]["prediction"] in rows["fresh"]["prediction_set"].split("|")
+    assert 0 <= float(rows["fresh"]["tta_spread"]) <= 1 and rows["fresh"]["branch_disagreement"] == ""

@@ -163,23 +163,33 @@ def conformal_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test: S
 
 def uncertainty_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test: SplitOut,
                       yt: np.ndarray) -> dict[str, Any]:
+    """Each measure's validation quantiles (to rank a new case), and its AUROC for detecting wrong
+    decisions on validation (what the app's wording reads: a choice) and on test (what is reported)."""
     cal = card.get("calibration") or {}
-    wrong = decide(test.logits[0], cal) != yt
-    pt = softmax(calibrated_logits(test.logits[0], cal))
+    wrong_v, wrong = decide(val.logits[0], cal) != yv, decide(test.logits[0], cal) != yt
+    pv, pt = softmax(calibrated_logits(val.logits[0], cal)), softmax(calibrated_logits(test.logits[0], cal))
     block: dict[str, Any] = {"n_test": int(len(yt)), "test_errors": int(wrong.sum()),
-                             "error_auroc": {"1 - max probability": _err_auroc(1 - pt.max(1), wrong)}}
+                             "error_auroc": {"1 - max probability": _err_auroc(1 - pt.max(1), wrong)},
+                             "error_auroc_val": {"1 - max probability": _err_auroc(1 - pv.max(1), wrong_v)}}
+    measures = {}
     if val.logits.shape[0] > 1:
-        spread_v = uncertainty.tta_spread(np.stack([softmax(calibrated_logits(z, cal)) for z in val.logits]))
-        spread_t = uncertainty.tta_spread(np.stack([softmax(calibrated_logits(z, cal)) for z in test.logits]))
-        block["tta"] = {"views": list(uncertainty.VIEWS), "validation_quantiles": uncertainty.reference(spread_v)}
-        block["error_auroc"]["test-time-augmentation spread"] = _err_auroc(spread_t, wrong)
-        tta_probs = np.stack([softmax(calibrated_logits(z, cal)) for z in test.logits]).mean(0)
-        block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(tta_probs, yt, cal)
+        views_v = np.stack([softmax(calibrated_logits(z, cal)) for z in val.logits])
+        views_t = np.stack([softmax(calibrated_logits(z, cal)) for z in test.logits])
+        measures["tta", "test-time-augmentation spread"] = (uncertainty.tta_spread(views_v),
+                                                            uncertainty.tta_spread(views_t))
     if len(test.branch_logits) > 1:
-        dv = uncertainty.branch_disagreement(np.stack([softmax(z) for z in val.branch_logits.values()]))
-        dt = uncertainty.branch_disagreement(np.stack([softmax(z) for z in test.branch_logits.values()]))
-        block["branches"] = {"heads": list(test.branch_logits), "validation_quantiles": uncertainty.reference(dv)}
-        block["error_auroc"]["branch disagreement"] = _err_auroc(dt, wrong)
+        measures["branches", "branch disagreement"] = tuple(
+            uncertainty.branch_disagreement(np.stack([softmax(z) for z in split.branch_logits.values()]))
+            for split in (val, test))
+    for (key, name), (on_val, on_test) in measures.items():
+        block[key] = {"validation_quantiles": uncertainty.reference(on_val)}
+        block["error_auroc"][name] = _err_auroc(on_test, wrong)
+        block["error_auroc_val"][name] = _err_auroc(on_val, wrong_v)
+    if "tta" in block:
+        block["tta"]["views"] = list(uncertainty.VIEWS)
+        block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(views_t.mean(0), yt, cal)
+    if "branches" in block:
+        block["branches"]["heads"] = list(test.branch_logits)
     return block
 
 
@@ -284,14 +294,16 @@ def _answerable(entry: Any, cases: list[Case], labels: np.ndarray) -> tuple[list
 
 
 def measure_entry(entry: Any, root: Path, roots: dict[str, str], cache: EncodeCache,
-                  generic: dict[str, list[np.ndarray]], fitted: dict[str, Fitted]) -> dict[str, Any]:
-    parts = {p: _answerable(entry, *v) for p, v in split_cases(entry.card, root).items()}
+                  generic: dict[str, list[np.ndarray]], fitted: dict[str, Fitted],
+                  blocks: tuple[str, ...] = TRUST_CARD_KEYS) -> dict[str, Any]:
+    parts = {p: _answerable(entry, *v) for p, v in split_cases(entry.card, root).items()
+             if p != "train" or "ood" in blocks}
     views = tuple(uncertainty.VIEWS) if flippable(entry) else ("original",)
     val = run_cases(entry, parts["val"][0], cache, views)
     test = run_cases(entry, parts["test"][0], cache, views)
     out = {"conformal": conformal_block(entry.card, val, parts["val"][1], test, parts["test"][1]),
            "uncertainty": uncertainty_block(entry.card, val, parts["val"][1], test, parts["test"][1])}
-    if flippable(entry):
+    if flippable(entry) and "ood" in blocks:
         train = run_cases(entry, parts["train"][0], cache)
         out["ood"] = ood_block(entry, train, parts["train"][1], val, test, roots, generic, fitted)
     return out
@@ -308,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", action="append", default=[], metavar="DATASET=DIR", help="a dataset's folder (repeat)")
     ap.add_argument("--update-cards", action="store_true", help="write the blocks into the cards (and ood files)")
     ap.add_argument("--json", default="runs/trust.json", help="where to keep every measured block")
+    ap.add_argument("--only", default=",".join(TRUST_CARD_KEYS),
+                    help="blocks to measure (comma-separated; the others keep the card's values)")
     args = ap.parse_args(argv)
     roots = dict(item.split("=", 1) for item in args.data)
     keep_cases_in_memory()
@@ -319,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         if (args.names and card["name"] not in args.names) or card["dataset"] not in roots:
             continue
         entry = load_entry(card["name"], args.weights_dir)
-        blocks = measure_entry(entry, Path(roots[card["dataset"]]).resolve(), roots, cache, generic, fitted)
-        found[card["name"]] = blocks
+        only = tuple(b for b in args.only.split(",") if b)
+        blocks = measure_entry(entry, Path(roots[card["dataset"]]).resolve(), roots, cache, generic, fitted, only)
+        found[card["name"]] = {**found.get(card["name"], {}), **blocks}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(found, indent=1))
         c = blocks["conformal"]["test"]
@@ -333,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 target = Path(args.weights_dir) / fit.file
                 if not target.is_file():
                     target.write_bytes(fit.data)
-            write_card({**{k: v for k, v in entry.card.items() if k not in TRUST_CARD_KEYS}, **blocks},
-                       args.weights_dir)
+            write_card({**{k: v for k, v in entry.card.items() if k not in blocks}, **blocks}, args.weights_dir)
     return 0
 
 

@@ -69,7 +69,9 @@ def uncertainty_table(cards: list[dict[str, Any]]) -> str:
         u = c.get("uncertainty")
         if not u:
             continue
-        cells = [_f(u["error_auroc"].get(m)) if m in u["error_auroc"] else "—" for m in measures]
+        val = u.get("error_auroc_val") or {}
+        cells = [f"{_f(u['error_auroc'].get(m))} (val {_f(val.get(m), 2)})" if m in u["error_auroc"] else "—"
+                 for m in measures]
         tta = (u.get("tta") or {}).get("test_balanced_accuracy_averaged_views")
         plain = (c.get("metrics") or {}).get("balanced_accuracy")
         rows.append(f"| {c['name']} | {u['test_errors']} / {u['n_test']} | " + " | ".join(cells)

@@ -38,6 +38,7 @@ class CaseExplanation:
     warnings: list[str] = field(default_factory=list)  # the prediction's warnings on this case
     prediction_set: list[str] | None = None  # conformal set (skinui.trust.conformal)
     set_coverage: float | None = None
+    set_mode: str | None = None
     unusual: dict[str, dict[str, float]] | None = None  # image modality -> out-of-distribution score
     uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank}
 
@@ -64,5 +65,5 @@ def explain_case(enc: Encoded, target: int | str | None = None,
     return CaseExplanation(enc.entry.name, enc.classes, prediction.probabilities, prediction.prediction,
                            prediction.confidence, enc.classes[t], prediction.branch_probabilities,
                            prediction.branch_weights, cams, rel, raw, ablation, seconds, prediction.warnings,
-                           prediction.prediction_set, prediction.set_coverage, prediction.unusual,
+                           prediction.prediction_set, prediction.set_coverage, prediction.set_mode, prediction.unusual,
                            prediction.uncertainty)

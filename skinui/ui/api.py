@@ -3,7 +3,7 @@
 Inputs `(entry, dermoscopic, clinical, metadata_json)`; output
 `{"entry", "probabilities", "prediction", "branch_weights", "warnings"}` plus the trust fields
 `prediction_set` (conformal set, most probable first, or null), `set_coverage` (its guaranteed
-coverage, e.g. 0.9), `unusual` (image modality -> {score, threshold, unusual}, or null) and
+coverage, e.g. 0.9), `set_mode` ("marginal": over all cases; "class": for each true diagnosis), `unusual` (image modality -> {score, threshold, unusual}, or null) and
 `uncertainty` (measure -> {value, rank among validation cases}, or null); or `{"entry", "error"}`
 with a sentence when the request cannot be answered. It never raises a traceback at the caller.
 """
@@ -91,6 +91,7 @@ def predict(cache: EntryCache, default: str | None, entry: str | None, dermoscop
         "warnings": [*notes, *result.warnings, *ignored_notes(card, inputs.present())],
         "prediction_set": result.prediction_set,
         "set_coverage": result.set_coverage,
+        "set_mode": result.set_mode,
         "unusual": result.unusual,
         "uncertainty": result.uncertainty,
     }

@@ -63,12 +63,28 @@ def test_aps_score_is_the_mass_at_least_as_probable():
     assert s[0].tolist() == pytest.approx([0.5, 0.8, 1.0])
 
 
-def test_choice_prefers_class_conditional_unless_much_larger():
+def test_choice_takes_the_strongest_guarantee_within_one_class_of_the_marginal_size():
     probs, labels = calibrated_cases(400, 3)
     score, mode, tried = conformal.choose(probs, labels, CLASSES, repeats=10)
     assert set(tried) == {f"{s}/{m}" for s, m in conformal.VARIANTS}
-    assert mode == "class" or tried[f"{score}/{mode}"]["size"] + 1.0 < min(
-        v["size"] for k, v in tried.items() if k.endswith("/class"))
+    size = {m: min(v["size"] for k, v in tried.items() if k.endswith("/" + m)) for m in conformal.PREFERENCE}
+    expected = next(m for m in conformal.PREFERENCE if size[m] <= size["marginal"] + 1.0 or m == "marginal")
+    assert mode == expected and tried[f"{score}/{mode}"]["size"] == size[mode]
+    labels[labels == 3] = 0
+    labels[:4] = 3  # a class too rare for its own bound: class-conditional sets would always hold it
+    _, mode, tried = conformal.choose(probs, labels, CLASSES, repeats=10)
+    assert tried["lac/class"]["size"] > tried["lac/hybrid"]["size"]
+
+
+def test_hybrid_gives_rare_classes_the_marginal_threshold():
+    probs, labels = calibrated_cases(400, 0)
+    labels[labels == 3] = 0
+    labels[:5] = 3
+    hybrid = conformal.fit(probs, labels, CLASSES, "lac", "hybrid", 0.1)
+    marginal = conformal.fit(probs, labels, CLASSES, "lac", "marginal", 0.1)
+    own = conformal.fit(probs, labels, CLASSES, "lac", "class", 0.1)
+    assert hybrid["fallback"] == ["d"] and hybrid["thresholds"]["d"] == marginal["threshold"]
+    assert hybrid["thresholds"]["a"] == own["thresholds"]["a"]
 
 
 def gaussian_clusters(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,48 @@ def _trust(rep: dict[str, Any]) -> str:
             "paired (same cases, same replicates).</p><ul>" + "".join(parts) + "</ul>")
 
 
+TRUST_BEGIN, TRUST_END = "<!-- trust-features:begin -->", "<!-- trust-features:end -->"
+
+
+def trust_features(blocks: dict[str, Any]) -> str:
+    """Prediction sets, unusual-image detector and uncertainty (training.trust), between markers so
+    `python -m training.trust --reports DIR` can refresh them in a page written earlier."""
+    parts = []
+    conf = blocks.get("conformal")
+    if conf:
+        t = conf["test"]
+        per = ", ".join(f"{html.escape(c)} {v['coverage']:.2f} (n={v['n']})" for c, v in t["per_class"].items()
+                        if v["coverage"] is not None)
+        parts.append(f"<li>{conf['alpha']:.0%}-error prediction sets ({conf['score']}/{conf['mode']}, calibrated on "
+                     f"{conf['n_calibration']} validation cases): test coverage {t['coverage']:.3f} (target band "
+                     f"{t['band'][0]:.2f}–{t['band'][1]:.2f}), mean size {t['mean_size']:.2f}, singletons "
+                     f"{t['singletons']:.0%}; per class: {per}</li>")
+    for m, b in (blocks.get("ood") or {}).items():
+        sets = ", ".join(f"{html.escape(k)} {v['auroc']:.3f}" for k, v in b["auroc_vs_test"].items())
+        parts.append(f"<li>unusual-{html.escape(m)}-image detector: threshold keeps {b['retention_val']:.0%} of "
+                     f"validation, {b['test_retention']:.0%} of test; AUROC against test lesions: {sets}</li>")
+    unc = blocks.get("uncertainty")
+    if unc:
+        aurocs = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in unc["error_auroc"].items() if v is not None)
+        parts.append(f"<li>detecting the {unc['test_errors']} wrong decisions among {unc['n_test']} test cases "
+                     f"(AUROC): {aurocs}</li>")
+    if not parts:
+        return ""
+    return (f"{TRUST_BEGIN}<h2>When not to believe it</h2><p>See docs/TRUST.md for the methods.</p><ul>"
+            + "".join(parts) + f"</ul>{TRUST_END}")
+
+
+def refresh_trust(path: Path, blocks: dict[str, Any]) -> None:
+    """Replace (or add, before the figures) the trust section of a report page written earlier."""
+    page, fragment = Path(path).read_text(), trust_features(blocks)
+    if TRUST_BEGIN in page and TRUST_END in page:
+        head, rest = page.split(TRUST_BEGIN, 1)
+        page = head + fragment + rest.split(TRUST_END, 1)[1]
+    else:
+        page = page.replace("</body>", fragment + "\n</body>", 1)
+    Path(path).write_text(page)
+
+
 def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: dict[str, Any], inline_js: bool = False,
                js_src: str | None = None) -> None:
     """Write the report. plotly.js: embedded with `inline_js` (self-contained, ~4 MB), from a local
@@ -81,7 +123,7 @@ def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: di
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}.warn{{color:#a00}}</style></head><body>
 <h1>{html.escape(card.get('title') or rep['entry'])}</h1>
 <p>{html.escape(rep['dataset'])}, {html.escape(rep['split_note'])}. Research and teaching tool, not a medical device.</p>
-{leaky}<p>{summary}</p>{_table(rep)}{_trust(rep)}
+{leaky}<p>{summary}</p>{_table(rep)}{_trust(rep)}{trust_features(card)}
 {''.join(f'<div>{p}</div>' for p in parts)}
 </body></html>"""
     Path(path).write_text(page)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from training.evaluate import EncodeCache, EvaluationError, card_metrics, evaluate_entry
+from training.trust import TRUST_CARD_KEYS
 
 
 def card_update(card: dict[str, Any], rep: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.names and name not in args.names:
                 continue
             (out / name).mkdir(exist_ok=True)
-            (out / name / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
+            trust = {k: entry.card[k] for k in TRUST_CARD_KEYS if k in entry.card}  # training.trust's blocks
+            (out / name / "report.json").write_text(json.dumps({**rep, **trust}, indent=1) + "\n")
             write_html(out / name / "report.html", rep, extras, entry.card, js_src="../plotly.min.js")
             if args.update_cards:
                 write_card(card_update(entry.card, rep, extras), args.weights_dir)

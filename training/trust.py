@@ -298,15 +298,42 @@ def measure_entry(entry: Any, root: Path, roots: dict[str, str], cache: EncodeCa
                   blocks: tuple[str, ...] = TRUST_CARD_KEYS) -> dict[str, Any]:
     parts = {p: _answerable(entry, *v) for p, v in split_cases(entry.card, root).items()
              if p != "train" or "ood" in blocks}
-    views = tuple(uncertainty.VIEWS) if flippable(entry) else ("original",)
+    views = tuple(uncertainty.VIEWS) if flippable(entry) and "uncertainty" in blocks else ("original",)
     val = run_cases(entry, parts["val"][0], cache, views)
     test = run_cases(entry, parts["test"][0], cache, views)
-    out = {"conformal": conformal_block(entry.card, val, parts["val"][1], test, parts["test"][1]),
-           "uncertainty": uncertainty_block(entry.card, val, parts["val"][1], test, parts["test"][1])}
+    out = {}
+    if "conformal" in blocks:
+        out["conformal"] = conformal_block(entry.card, val, parts["val"][1], test, parts["test"][1])
+    if "uncertainty" in blocks:
+        out["uncertainty"] = uncertainty_block(entry.card, val, parts["val"][1], test, parts["test"][1])
     if flippable(entry) and "ood" in blocks:
         train = run_cases(entry, parts["train"][0], cache)
         out["ood"] = ood_block(entry, train, parts["train"][1], val, test, roots, generic, fitted)
     return out
+
+
+def summary_line(blocks: dict[str, Any]) -> str:
+    parts = []
+    if "conformal" in blocks:
+        c = blocks["conformal"]
+        parts.append(f"sets {c['score']}/{c['mode']} coverage {c['test']['coverage']:.3f} "
+                     f"size {c['test']['mean_size']:.2f}")
+    if "uncertainty" in blocks:
+        parts.append(f"errors AUROC {blocks['uncertainty']['error_auroc']}")
+    parts += [f"OOD {m} " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in b["auroc_vs_test"].items())
+              for m, b in blocks.get("ood", {}).items()]
+    return "; ".join(parts)
+
+
+def refresh_report(folder: Path, blocks: dict[str, Any]) -> None:
+    """Put the trust blocks into an entry's evaluation report (JSON and HTML), when it has one."""
+    from training.report_html import refresh_trust
+
+    if (folder / "report.json").is_file():
+        rep = json.loads((folder / "report.json").read_text())
+        (folder / "report.json").write_text(json.dumps({**rep, **blocks}, indent=1) + "\n")
+    if (folder / "report.html").is_file():
+        refresh_trust(folder / "report.html", blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", action="append", default=[], metavar="DATASET=DIR", help="a dataset's folder (repeat)")
     ap.add_argument("--update-cards", action="store_true", help="write the blocks into the cards (and ood files)")
     ap.add_argument("--json", default="runs/trust.json", help="where to keep every measured block")
+    ap.add_argument("--reports", default="docs/reports",
+                    help="evaluation reports to refresh (report.json gains the blocks, report.html its section)")
     ap.add_argument("--only", default=",".join(TRUST_CARD_KEYS),
                     help="blocks to measure (comma-separated; the others keep the card's values)")
     args = ap.parse_args(argv)
@@ -338,17 +367,14 @@ def main(argv: list[str] | None = None) -> int:
         found[card["name"]] = {**found.get(card["name"], {}), **blocks}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(found, indent=1))
-        c = blocks["conformal"]["test"]
-        print(f"{card['name']}: sets {blocks['conformal']['score']}/{blocks['conformal']['mode']} coverage "
-              f"{c['coverage']:.3f} size {c['mean_size']:.2f}; errors AUROC {blocks['uncertainty']['error_auroc']}; "
-              + "; ".join(f"OOD {m} " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in b["auroc_vs_test"].items())
-                          for m, b in blocks.get("ood", {}).items()), file=sys.stderr, flush=True)
+        print(f"{card['name']}: {summary_line(blocks)}", file=sys.stderr, flush=True)
         if args.update_cards:
             for fit in fitted.values():
                 target = Path(args.weights_dir) / fit.file
                 if not target.is_file():
                     target.write_bytes(fit.data)
             write_card({**{k: v for k, v in entry.card.items() if k not in blocks}, **blocks}, args.weights_dir)
+            refresh_report(Path(args.reports) / card["name"], found[card["name"]])
     return 0
 
 

@@ -22,9 +22,18 @@ def _f(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _worst(per_class: dict[str, Any], among: list[str]) -> str:
+    found = [(k, per_class[k]) for k in among if per_class[k]["coverage"] is not None]
+    if not found:
+        return "n/a"
+    k, v = min(found, key=lambda kv: kv[1]["coverage"])
+    return f"{k} {v['coverage']:.2f} (n={v['n']})"
+
+
 def sets_table(cards: list[dict[str, Any]]) -> str:
-    rows = ["| entry | sets | n val | test coverage (target band) | mean size | singletons | lowest class coverage |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| entry | sets | n val | test coverage (target band) | mean size | singletons | lowest class coverage | "
+            "lowest among classes with their own bound | rare classes on the marginal bound |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in cards:
         b = c.get("conformal")
         if not b:
@@ -32,11 +41,12 @@ def sets_table(cards: list[dict[str, Any]]) -> str:
         t = b["test"]
         lo, hi = t["band"]
         ok = "" if lo <= t["coverage"] else " ⚠️"
-        worst = min(((k, v) for k, v in t["per_class"].items() if v["coverage"] is not None),
-                    key=lambda kv: kv[1]["coverage"], default=None)
-        worst_txt = f"{worst[0]} {worst[1]['coverage']:.2f} (n={worst[1]['n']})" if worst else "n/a"
+        fallback = b.get("fallback") or []
+        own = [k for k in t["per_class"] if b["mode"] != "marginal" and k not in fallback]
         rows.append(f"| {c['name']} | {b['score']}/{b['mode']} | {b['n_calibration']} | {t['coverage']:.3f}{ok} "
-                    f"({lo:.2f}–{hi:.2f}, n={t['n']}) | {t['mean_size']:.2f} | {t['singletons']:.0%} | {worst_txt} |")
+                    f"({lo:.2f}–{hi:.2f}, n={t['n']}) | {t['mean_size']:.2f} | {t['singletons']:.0%} | "
+                    f"{_worst(t['per_class'], list(t['per_class']))} | {_worst(t['per_class'], own) if own else '—'} | "
+                    f"{', '.join(fallback) or '—'} |")
     return "\n".join(rows) + "\n"
 
 

@@ -7,13 +7,16 @@ any new case. Two non-conformity scores (a registry, chosen per entry on validat
 - `aps` (adaptive prediction sets, non-randomised): the probability mass of the classes at least
   as probable as the true one; sets grow where the model is unsure.
 
-Two ways to pick the threshold: `marginal` (one quantile: 90% of all cases covered) and
-`class` (Mondrian: one quantile per true class, so each diagnosis, rare ones included, is
-covered for 90% of the cases that have it). A class with too few validation cases for a finite
-quantile (fewer than 1/alpha - 1) gets an infinite threshold: it is always in the set, which
-keeps the guarantee and says honestly that the evidence to exclude it is missing.
+Three ways to pick the threshold: `marginal` (one quantile: 90% of all cases covered, on
+average, so a rare class can be missed far more often), `class` (Mondrian: one quantile per true
+class, so each diagnosis is covered for 90% of the cases that have it; a class with too few
+validation cases for a finite quantile, fewer than 1/alpha - 1, gets an infinite threshold and is
+always in the set) and `hybrid` (each class its own quantile where validation has enough of it,
+the marginal quantile for the few that have not: melanoma gets its own guarantee without the
+two rarest classes sitting in every set).
 
-Guarantee (exchangeability of validation and new cases): P(true class in set) >= 1 - alpha.
+Guarantee (exchangeability of validation and new cases): P(true class in set) >= 1 - alpha
+(marginal); for every class (class); for every class with its own quantile (hybrid).
 Sets are never empty: the decided class is always added (only raises coverage).
 """
 from __future__ import annotations
@@ -59,11 +62,15 @@ def fit(probs: np.ndarray, labels: np.ndarray, classes: list[str], score: str, m
     block = {"score": score, "mode": mode, "alpha": alpha, "n_calibration": int(len(labels))}
     if mode == "marginal":
         block["threshold"] = _finite(quantile(s, alpha))
-    elif mode == "class":
+    elif mode in ("class", "hybrid"):
         block["thresholds"] = {c: _finite(quantile(s[labels == k], alpha)) for k, c in enumerate(classes)}
         block["n_per_class"] = {c: int((labels == k).sum()) for k, c in enumerate(classes)}
+        if mode == "hybrid":  # too few validation cases for a class's own bound: the marginal one instead
+            block["fallback"] = [c for c, t in block["thresholds"].items() if t is None]
+            marginal = _finite(quantile(s, alpha))
+            block["thresholds"] = {c: marginal if t is None else t for c, t in block["thresholds"].items()}
     else:
-        raise ValueError(f"Unknown conformal mode {mode!r}; use marginal or class.")
+        raise ValueError(f"Unknown conformal mode {mode!r}; use marginal, class or hybrid.")
     return block
 
 
@@ -112,17 +119,19 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, block: dict, classes: list[s
                                       default=None)}
 
 
-VARIANTS = (("lac", "marginal"), ("aps", "marginal"), ("lac", "class"), ("aps", "class"))
+VARIANTS = (("lac", "marginal"), ("aps", "marginal"), ("lac", "class"), ("aps", "class"), ("lac", "hybrid"),
+            ("aps", "hybrid"))
+PREFERENCE = ("class", "hybrid", "marginal")  # the strongest guarantee first
 
 
 def choose(probs: np.ndarray, labels: np.ndarray, classes: list[str], alpha: float = 0.1,
            repeats: int = 50, seed: int = 0) -> tuple[str, str, dict]:
     """Pick (score, mode) on validation only, by repeated 50/50 splits of it.
 
-    Class-conditional sets are preferred (a dermatologist needs the rare malignant classes covered,
-    not only the average case) unless their mean set size is more than one class larger than the
-    marginal ones'; within a mode, the smaller mean set size wins. Returns the choice and the
-    cross-fitted measurements it rests on.
+    The strongest guarantee is preferred (class, then hybrid, then marginal: a dermatologist needs
+    the malignant classes covered, not only the average case) unless its mean set size is more than
+    one class larger than the marginal sets'; within a mode, the smaller mean set size wins.
+    Returns the choice and the cross-fitted measurements it rests on.
     """
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -141,7 +150,7 @@ def choose(probs: np.ndarray, labels: np.ndarray, classes: list[str], alpha: flo
     def best(mode: str) -> str:
         return min((k for k in summary if k.endswith("/" + mode)), key=lambda k: summary[k]["size"])
 
-    by_class, marginal = best("class"), best("marginal")
-    pick = by_class if summary[by_class]["size"] <= summary[marginal]["size"] + 1.0 else marginal
+    budget = summary[best("marginal")]["size"] + 1.0
+    pick = next(best(m) for m in PREFERENCE if summary[best(m)]["size"] <= budget or m == "marginal")
     score, mode = pick.split("/")
     return score, mode, summary

@@ -27,6 +27,8 @@ def set_sentence(prediction_set: list[str] | None, coverage: float | None, names
     pct = f"{coverage:.0%}"
     if mode == "class":
         whom = f"for {pct} of the cases of each diagnosis, rare ones included,"
+    elif mode == "hybrid":
+        whom = f"for {pct} of the cases of each diagnosis (of the rarest, only on average),"
     else:  # marginal: an average over cases; the rare diagnoses are missed more often than that
         whom = f"for {pct} of cases on average (less often for the rarer diagnoses),"
     if len(prediction_set) == 1:

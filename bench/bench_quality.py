@@ -27,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from skinui.trust import quality  # noqa: E402
+from training.markdown import replace_section  # noqa: E402
 
 SECTION = "## Image-quality checks"
 REAL = {  # modality -> (dataset, folder under --data, model card that records the split)
@@ -187,19 +188,6 @@ def thresholds_literal(derived: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines + ["}"])
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this section if the file has it, else append it at the end (one read, one write)."""
-    doc = path.read_text()
-    if SECTION + "\n" in doc:
-        pre, rest = doc.split(SECTION + "\n", 1)
-        nxt = rest.find("\n## ")
-        doc = pre + text + (rest[nxt + 1:] if nxt >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
-
-
-# -- run ------------------------------------------------------------------------------------------
 def measure_all(images: list[np.ndarray], transform: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict]:
     return [quality.measure(transform(i) if transform else i) for i in images]
 
@@ -299,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(sizes, raw_highlights, alarms + synth, by_type, detections, time.perf_counter() - start)
     print("\n" + text)
     if args.write:
-        write_section(args.write, text)
+        replace_section(args.write, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
+from training.markdown import replace_section  # noqa: E402
+
 HEADING = "## What-if metadata latency"
 ENTRIES = ["ham10000_jf_weighted_concat", "ham10000_jiadf", "pad_ufes20_jiadf", "synthderm_jiadf"]
 TARGET_MS = 100.0
@@ -120,18 +122,6 @@ def section(rows: list[dict], n: int, threads: list[int], weights: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, text: str) -> None:
-    """One read-modify-write: replace an earlier run of this section, else append it at the end."""
-    doc = path.read_text()
-    if HEADING in doc:
-        head, rest = doc.split(HEADING, 1)
-        nxt = rest.find("\n## ")
-        doc = head.rstrip("\n") + "\n\n" + text + (rest[nxt:] if nxt >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="weights")
@@ -147,7 +137,7 @@ def main() -> None:
     text = section(rows, args.changes, args.threads, args.weights)
     print(text)
     if args.write:
-        write(args.write, text)
+        replace_section(args.write, HEADING, text)
     slow = [f"{r['entry']} ({r['threads']} threads)" for r in rows if r["sent"][1] > TARGET_MS]
     if slow:
         print(f"p95 above {TARGET_MS:.0f} ms: {', '.join(slow)}", file=sys.stderr)

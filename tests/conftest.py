@@ -38,23 +38,31 @@ def _single_thread_torch():
 
 
 @contextlib.contextmanager
-def running_app(weights: Path, log: Path):
-    """`python app.py` on a free port with `weights`; yields (process, url); fails the test with the log."""
+def running_app(weights: Path, log: Path, env: dict[str, str] | None = None, cwd: Path = REPO,
+                ready: str | None = None):
+    """`python app.py` on a free port with `weights`; yields (process, url); fails the test with the log.
+
+    `env`: the whole environment (default: this one, analytics off); `ready`: a log line to wait
+    for (default: the port answering)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "SKINUI_WEIGHTS": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
+    base = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"} if env is None else env
+    env = {**base, "SKINUI_WEIGHTS": str(weights)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)], cwd=cwd, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited: {log.read_text()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+            if ready is not None and ready in log.read_text():
+                break
+            if ready is None:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
             time.sleep(0.3)
         else:
             pytest.fail(f"app.py did not start: {log.read_text()}")

@@ -304,3 +304,14 @@ def test_shipped_jiadf_reproduces_its_card_on_its_test_split():
     alpha = alpha_by_class_of(WEIGHTS, "milk10k-concepts-jiadf", str(root))
     for cls, row in entry.card["alpha_by_class"].items():
         assert alpha[cls]["n"] == row["n"] and alpha[cls]["joint"] == pytest.approx(row["joint"], abs=1e-4)
+
+
+def test_replace_section_keeps_the_other_sections(tmp_path):
+    from training.markdown import replace_section
+
+    doc = tmp_path / "BENCH.md"
+    doc.write_text("# B\n\n## A\nold a\n\n## Mine\nold\n\n## C\nc\n")
+    replace_section(doc, "## Mine", "## Mine\nnew\n")
+    assert doc.read_text() == "# B\n\n## A\nold a\n\n## Mine\nnew\n\n## C\nc\n"
+    replace_section(doc, "## Z", "## Z\nz\n")
+    assert doc.read_text().endswith("## C\nc\n\n## Z\nz\n")

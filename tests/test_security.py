@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import running_app
 from PIL import Image
 from test_faults import copy_entry
 from test_zoo import _card, _model
@@ -211,29 +211,12 @@ def _serve_offline(weights: Path, tmp: Path):
         folder.mkdir()
     (guard / "sitecustomize.py").write_text(GUARD)
     net_log, log = tmp / "network.log", tmp / "app.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_ANALYTICS_ENABLED", "PYTHONPATH")}
-    env.update(PYTHONPATH=f"{guard}{os.pathsep}{REPO}", SKINUI_NET_LOG=str(net_log), SKINUI_WEIGHTS=str(weights),
-               GRADIO_TEMP_DIR=str(temp), OMP_NUM_THREADS="1")
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {log.read_text()}")
-            if "SkinUI: default entry" in log.read_text():  # served, and the default model is loaded
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"app.py did not start: {log.read_text()}")
-        yield proc, f"http://127.0.0.1:{port}/", log, net_log, temp, cwd
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    env.update(PYTHONPATH=f"{guard}{os.pathsep}{REPO}", SKINUI_NET_LOG=str(net_log), GRADIO_TEMP_DIR=str(temp),
+               OMP_NUM_THREADS="1")
+    # ready once served and the default model is loaded
+    with running_app(weights, log, env=env, cwd=cwd, ready="SkinUI: default entry") as (proc, url):
+        yield proc, url, log, net_log, temp, cwd
 
 
 @pytest.fixture(scope="module")

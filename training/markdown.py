@@ -38,3 +38,16 @@ def read_section(results_md: Path, key: str) -> str | None:
     if not found or end not in text[found[1]:]:
         return None
     return text[found[1]:].split(end, 1)[0].removeprefix("\n")
+
+
+def replace_section(doc_md: Path, heading: str, text: str) -> None:
+    """Replace the `## heading` section (up to the next `## `) with `text`, or append it at the end:
+    how bench/ scripts keep their own section of docs/BENCHMARKS.md current (one read, one write)."""
+    doc = doc_md.read_text()
+    if heading + "\n" in doc:
+        head, rest = doc.split(heading + "\n", 1)
+        nxt = rest.find("\n## ")
+        doc = head.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n" + (rest[nxt:] if nxt >= 0 else "")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    doc_md.write_text(doc.rstrip("\n") + "\n")

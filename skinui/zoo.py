@@ -141,6 +141,12 @@ def load_entry(name: str, weights_dir: str | Path | None = None) -> Entry:
     except (RuntimeError, ValueError, KeyError) as err:
         raise ZooError(f"The weights of {name!r} do not fit its model card's architecture ({err}).") from None
     model.eval()
+    for modality, path in ((card.get("explain") or {}).get("gradcam_layer") or {}).items():
+        try:  # chosen on validation by training.localisation (docs/EXPLANATIONS.md)
+            model.image_encoders[modality].set_target_path(path)
+        except (AttributeError, IndexError, KeyError, ValueError) as err:
+            raise ZooError(f"The model card of {name!r} names a Grad-CAM layer {path!r} its {modality} encoder "
+                           f"does not have ({err}).") from None
     encoder = None
     if "metadata" in model.modalities:
         from skinui.encoding import MetadataEncoder

@@ -420,3 +420,22 @@ def test_case_report_is_one_self_contained_file_with_every_part(app, analysed):
 def test_compare_warns_when_an_entry_lacks_an_input_the_case_does_not_give():
     card = {"modalities": ["dermoscopic", "clinical", "metadata"], "model": {"image_encoder": {"name": "x"}}}
     assert compare_tab.fit_words(card, ["dermoscopic", "metadata"]) == "⚠️ lacks clinical image (predicts without it)"
+
+
+def test_gradcam_caption_reports_the_measured_localisation_of_the_layer_in_use():
+    from skinui.ui import gradcam_tab
+    from skinui.zoo import list_entries, load_entry
+
+    cards = {c["name"]: c for c in list_entries()}
+    synth = cards["synthderm_jf_concat"]
+    cam = {"dermoscopic": np.random.default_rng(0).random((8, 8)).astype(np.float32)}
+    text = gradcam_tab.caption("synthderm_jf_concat", "MEL", cam, synth)
+    measured = synth["explain"]["localisation"]["dermoscopic"]["test"]
+    assert f"put {measured['energy_in_lesion']:.0%} of their weight on the lesion" in text
+    assert "layer blocks.4" in text and "no more than a blob in the middle" in text
+    assert "not measured" in gradcam_tab.caption("ham10000_image", "mel", cam, cards["ham10000_image"])
+    # the card's choice is the layer the entry explains at
+    enc = load_entry("synthderm_jf_concat").model.image_encoders["dermoscopic"]
+    assert enc.target_layer is enc.net.blocks[4]
+    pad = load_entry("pad_ufes20_image").model.image_encoders["clinical"]
+    assert cards["pad_ufes20_image"]["explain"]["gradcam_layer"]["clinical"] == "bn2" and pad.target_layer is pad.net.bn2

@@ -19,12 +19,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _module(net: Any, path: str) -> Any:
-    for part in path.split("."):
-        net = net[int(part)] if part.isdigit() else getattr(net, part)
-    return net
-
-
 def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[str, Any]]:
     """{"<modality>@<layer>": summary} over the cases that carry that modality's mask."""
     from skinui.explain import gradcams
@@ -43,7 +37,7 @@ def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[s
     try:
         for layer in layers:
             for enc in encoders.values():
-                enc.set_target_layer(_module(enc.net, layer))
+                enc.set_target_path(layer)
             for case in cases:
                 masks = {m: case_mask(case, m) for m in encoders}
                 if not any(v is not None for v in masks.values()):
@@ -64,6 +58,38 @@ def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[s
     return {key: summarise(r) for key, r in rows.items()}
 
 
+def chosen(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """entry -> image modality -> the layer chosen on validation (highest energy in lesion) with its
+    validation and test measurements (the test read once, with that layer)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for val_path in sorted(folder.glob("*.val.json")):
+        test_path = val_path.with_name(val_path.name.replace(".val.json", ".test.json"))
+        if not test_path.is_file():
+            continue
+        val, test = json.loads(val_path.read_text()), json.loads(test_path.read_text())
+        best: dict[str, tuple[str, dict[str, Any]]] = {}
+        for key, s in val["layers"].items():
+            modality, layer = key.split("@")
+            if s["energy_in_lesion"] is not None and (
+                    modality not in best or s["energy_in_lesion"] > best[modality][1]["energy_in_lesion"]):
+                best[modality] = (layer, s)
+        for modality, (layer, v) in sorted(best.items()):
+            t = test["layers"].get(f"{modality}@{layer}")
+            if t:
+                out.setdefault(val["entry"], {})[modality] = {"layer": layer, "val": v, "test": t}
+    return out
+
+
+def card_block(choice: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The card's `explain` block: the Grad-CAM layer per image and what it measured (the app shows it)."""
+    keys = ("n", "energy_in_lesion", "pointing_game", "lesion_area", "centre_energy_in_lesion", "centre_pointing_game")
+    return {"gradcam_layer": {m: c["layer"] for m, c in choice.items()},
+            "chosen_on": "validation: highest share of Grad-CAM energy inside the lesion masks "
+                         "(python -m training.localisation; docs/EXPLANATIONS.md)",
+            "localisation": {m: {"val": {k: c["val"][k] for k in keys}, "test": {k: c["test"][k] for k in keys}}
+                             for m, c in choice.items()}}
+
+
 def table(folder: Path) -> str:
     """Markdown: per entry and image, the layer chosen on validation (highest energy in lesion) and its
     test numbers beside the uniform-map floor (lesion area) and the centre baseline."""
@@ -72,22 +98,11 @@ def table(folder: Path) -> str:
 
     lines = ["| entry · image | layer (chosen on val) | val energy | test cases | test energy in lesion | area (uniform) | "
              "centre energy | test pointing | centre pointing | beats centre? |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for val_path in sorted(folder.glob("*.val.json")):
-        test_path = val_path.with_name(val_path.name.replace(".val.json", ".test.json"))
-        if not test_path.is_file():
-            continue
-        val, test = json.loads(val_path.read_text()), json.loads(test_path.read_text())
-        best: dict[str, tuple[str, float]] = {}
-        for key, s in val["layers"].items():
-            modality, layer = key.split("@")
-            if s["energy_in_lesion"] is not None and (modality not in best or s["energy_in_lesion"] > best[modality][1]):
-                best[modality] = (layer, s["energy_in_lesion"])
-        for modality, (layer, val_energy) in sorted(best.items()):
-            t = test["layers"].get(f"{modality}@{layer}")
-            if not t:
-                continue
+    for entry, images in chosen(folder).items():
+        for modality, c in images.items():
+            v, t = c["val"], c["test"]
             beats = t["energy_in_lesion"] is not None and t["energy_in_lesion"] > t["centre_energy_in_lesion"]
-            lines.append(f"| `{val['entry']}` · {modality} | {layer} | {fmt(val_energy)} | {t['n']} | "
+            lines.append(f"| `{entry}` · {modality} | {c['layer']} | {fmt(v['energy_in_lesion'])} | {t['n']} | "
                          f"{fmt(t['energy_in_lesion'])} | {fmt(t['lesion_area'])} | {fmt(t['centre_energy_in_lesion'])} | "
                          f"{fmt(t['pointing_game'])} | {fmt(t['centre_pointing_game'])} | {'yes' if beats else 'no'} |")
     return "\n".join(lines) + "\n"
@@ -100,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.localisation", description=__doc__.splitlines()[0])
     ap.add_argument("--table", type=Path, default=None, help="render the table of a folder of *.val/test.json files")
     ap.add_argument("--write", type=Path, default=None, help="with --table: replace its block in this markdown file")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="with --table: write each entry's chosen Grad-CAM layer and its numbers into its card")
+    ap.add_argument("--weights-dir", default="weights")
     ap.add_argument("--weights", help="weights/NAME")
     ap.add_argument("--data-root")
     ap.add_argument("--split", default="val", choices=["val", "test"])
@@ -117,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"--write {args.write}")
         else:
             print(body)
+        if args.update_cards:
+            from skinui.zoo import list_entries, write_card
+
+            choices = chosen(args.table)
+            for card in list_entries(args.weights_dir):
+                if card["name"] in choices:
+                    write_card({**card, "explain": card_block(choices[card["name"]])}, args.weights_dir)
         return 0
     if not args.weights or not args.data_root:
         ap.error("--weights and --data-root are required (or --table DIR)")

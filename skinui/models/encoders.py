@@ -17,6 +17,13 @@ IMAGE_ENCODERS: Registry[type] = Registry("image encoder")
 META_ENCODERS: Registry[type] = Registry("metadata encoder")
 
 
+def module_at(net: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted path ("blocks.4", "bn2"); integers index sequences."""
+    for part in path.split("."):
+        net = net[int(part)] if part.isdigit() else getattr(net, part)
+    return net
+
+
 class ImageEncoder(nn.Module):
     """Base: subclasses set `out_dim`, call `set_target_layer` and implement stem/trunk."""
 
@@ -31,6 +38,13 @@ class ImageEncoder(nn.Module):
     def set_target_layer(self, module: nn.Module | None) -> None:
         # Kept in a plain list so the module is not registered twice (state dict keys stay unique).
         self._target = [module] if module is not None else []
+
+    def set_target_path(self, path: str) -> None:
+        """Grad-CAM at the module `path` inside the backbone (e.g. "blocks.4"; a card's choice)."""
+        net = getattr(self, "net", None)
+        if net is None:
+            raise ValueError(f"{type(self).__name__} has no backbone to take a Grad-CAM layer from.")
+        self.set_target_layer(module_at(net, path))
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

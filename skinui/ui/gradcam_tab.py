@@ -10,7 +10,7 @@ from skinui.ui.cards import pixel_modalities
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
-from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_LABELS, MODALITY_TITLES
 
 NONE = "none"
 
@@ -36,7 +36,7 @@ def panels(ctx: AppContext, name: str | None, session: Session, cams: dict[str, 
     return out
 
 
-def caption(name: str | None, target: str | None, cams: dict[str, Any]) -> str:
+def caption(name: str | None, target: str | None, cams: dict[str, Any], card: dict[str, Any] | None = None) -> str:
     if not name:
         return ""
     if not cams:
@@ -44,9 +44,33 @@ def caption(name: str | None, target: str | None, cams: dict[str, Any]) -> str:
     text = f"**{name}**: where the model looked for **{target}** (left: the image; right: red = more weight)."
     flat = [m for m, cam in cams.items() if figures.is_flat(cam)]
     if flat:
-        text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the last "
-                 f"convolutional layer (common for a class the model finds unlikely), so nothing is highlighted.")
-    return text
+        text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the "
+                 f"explained layer (common for a class the model finds unlikely), so nothing is highlighted.")
+    return text + "".join(f" {localisation_sentence(card, m)}" for m in cams if card is not None)
+
+
+def localisation_sentence(card: dict[str, Any], modality: str) -> str:
+    """How well this entry's maps found the lesion on held-out cases with outlines (docs/EXPLANATIONS.md)."""
+    explain = card.get("explain") or {}
+    measured = (explain.get("localisation") or {}).get(modality)
+    label = MODALITY_LABELS[modality]
+    if not measured:
+        return (f"How well these {label} maps find the lesion is not measured for this entry: its data has no "
+                f"lesion outlines; read them as a rough pointer.")
+    t, layer = measured["test"], explain["gradcam_layer"][modality]
+    e = t["energy_in_lesion"]
+
+    def than(x: float) -> str:
+        return "more than" if e > x else "no more than"
+
+    return (f"Measured on {t['n']} held-out {label}s with lesion outlines, this entry's maps (layer {layer}, "
+            f"chosen on validation) put {e:.0%} of their weight on the lesion: {than(t['lesion_area'])} an even map "
+            f"({t['lesion_area']:.0%}) and {than(t['centre_energy_in_lesion'])} a blob in the middle of the "
+            f"picture ({t['centre_energy_in_lesion']:.0%}), so read them as a rough pointer, not an outline.")
+
+
+def _card(ctx: AppContext, name: str | None) -> dict[str, Any] | None:
+    return ctx.cache.card(name) if name else None
 
 
 def render(ctx: AppContext, session: Session, opacity: float = 0.5) -> list[Any]:
@@ -58,12 +82,12 @@ def render(ctx: AppContext, session: Session, opacity: float = 0.5) -> list[Any]
 
 def views(ctx: AppContext, session: Session, opacity: float) -> list[Any]:
     """[caption, panels..., compare caption, compare panels...] for the session's cams."""
-    main = [caption(session.entry, session.cam_target, session.cams),
+    main = [caption(session.entry, session.cam_target, session.cams, _card(ctx, session.entry)),
             *panels(ctx, session.entry, session, session.cams, opacity)]
     cmp = session.compare or {}
     if not cmp:
         return [*main, "", *[gr.update(value=None, visible=False) for _ in IMAGE_MODALITIES]]
-    return [*main, caption(cmp["entry"], cmp["target"], cmp["cams"]), *panels(ctx, cmp["entry"], session, cmp["cams"], opacity)]
+    return [*main, caption(cmp["entry"], cmp["target"], cmp["cams"], _card(ctx, cmp["entry"])), *panels(ctx, cmp["entry"], session, cmp["cams"], opacity)]
 
 
 def on_class(ctx: AppContext, choice: str, opacity: float, session: Session) -> list[Any]:
@@ -92,7 +116,7 @@ def on_compare(ctx: AppContext, other: str, choice: str, opacity: float, session
     except (AppError, ValueError) as err:
         return [session, f"⚠️ {err}", *hidden]
     session = session.with_(compare={"entry": other, "target": label, "cams": cams})
-    return [session, caption(other, label, cams), *panels(ctx, other, session, cams, opacity)]
+    return [session, caption(other, label, cams, _card(ctx, other)), *panels(ctx, other, session, cams, opacity)]
 
 
 def build(ctx: AppContext, session_state: gr.State) -> None:

@@ -222,6 +222,8 @@ def test_compare_view_reports_agreement(app, analysed):
     assert all(ms >= 0 for ms in frame["ms on this case"])  # encode (unless cached) + Grad-CAM + ablation, as timed
     fit = dict(zip(frame["entry"], frame["fit to this case"]))
     assert fit["tri_jiadf"] == "all its inputs" and fit["dm_late"] == "ignores clinical image"
+    papers = dict(zip(frame["entry"], frame["paper"]))  # where each method comes from
+    assert papers["tri_jiadf"] == "Tang et al. 2024; Nguyen et al. 2026"
     # every entry's probabilities side by side, one row per entry
     assert list(matrix.data[0].y) == ["dm_late", "tri_jf", "tri_jiadf"] and len(matrix.data[0].x) == 8
     assert "Analyse a case" in compare_tab.compare(app.cache, "synthderm", Session())[2]
@@ -439,3 +441,14 @@ def test_gradcam_caption_reports_the_measured_localisation_of_the_layer_in_use()
     assert enc.target_layer is enc.net.blocks[4]
     pad = load_entry("pad_ufes20_image").model.image_encoders["clinical"]
     assert cards["pad_ufes20_image"]["explain"]["gradcam_layer"]["clinical"] == "bn2" and pad.target_layer is pad.net.bn2
+
+
+def test_every_method_names_its_source_and_compare_rows_carry_it():
+    from skinui.ui import texts
+
+    for kind, table in (("fusion", texts.FUSION_TEXTS), ("structure", texts.STRUCTURE_TEXTS)):
+        for name in table:
+            assert texts.paper(kind, name), f"{kind} {name} has no source"
+            assert "*Source:*" in texts.describe(kind, name)
+    assert texts.paper("fusion", "metablock") == "Pacheco & Krohling 2021"
+    assert "arXiv:2604.27343" in texts.describe("structure", "jiadf")

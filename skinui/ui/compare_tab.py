@@ -16,7 +16,7 @@ from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.vocabulary import MODALITY_LABELS
 
 PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this default value
-COLUMNS = ["entry", "inputs", "fit to this case", "fusion", "structure", "parameters", "ms on this case", "prediction",
+COLUMNS = ["entry", "inputs", "fit to this case", "fusion", "structure", "paper", "parameters", "ms on this case", "prediction",
            "confidence", "metadata reliance",
            "agrees with majority",
            "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
@@ -57,7 +57,10 @@ def run_one(cache: EntryCache, name: str, session: Session) -> tuple[dict[str, A
         reliance = metadata_reliance(modality_ablation(enc), prediction.prediction)
     card = cache.card(name)
     row = {"entry": name + (" (LEAKY)" if card.get("leaky") else ""), "inputs": short_modalities(card.get("modalities", [])),
-           "fusion": card_fusion(card), "structure": card_structure(card), "prediction": prediction.prediction,
+           "fusion": card_fusion(card), "structure": card_structure(card),
+           "paper": "; ".join(p for p in (texts.paper("fusion", card_fusion(card)),
+                                          texts.paper("structure", card_structure(card))) if p),
+           "prediction": prediction.prediction,
            "confidence": round(prediction.confidence, 3), "parameters": f"{params / 1e6:.2f} M",
            "metadata reliance": reliance, "probabilities": prediction.probabilities,
            "ms on this case": round((time.perf_counter() - start) * 1000),

@@ -122,13 +122,65 @@ LIMITS = (
 )
 
 
+# Where each method comes from: (short label for tables, full reference). Checked against the papers'
+# own titles and venues; a method without a single source paper says so rather than citing a guess.
+PAPERS: dict[str, dict[str, tuple[str, str]]] = {
+    "fusion": {
+        "concat": ("Kawahara et al. 2019", "Kawahara J., Daneshvar S., Argenziano G., Hamarneh G. Seven-point "
+                   "checklist and skin lesion classification using multitask multimodal neural nets. IEEE JBHI "
+                   "23(2), 2019 (concatenation as the common baseline)."),
+        "weighted_concat": ("SkinUI baseline", "No single source paper: concatenation with one learnable weight "
+                            "per modality, a SkinUI baseline between concat and the gated unit."),
+        "hadamard": ("Kim et al. 2017", "Kim J.-H., On K.-W., Lim W., Kim J., Ha J.-W., Zhang B.-T. Hadamard "
+                     "product for low-rank bilinear pooling. ICLR 2017."),
+        "tensor": ("Zadeh et al. 2017", "Zadeh A., Chen M., Poria S., Cambria E., Morency L.-P. Tensor fusion "
+                   "network for multimodal sentiment analysis. EMNLP 2017."),
+        "bilinear": ("Tenenbaum & Freeman 2000; Kim et al. 2017", "Tenenbaum J.B., Freeman W.T. Separating style "
+                     "and content with bilinear models. Neural Computation 12(6), 2000; the low-rank form as in Kim "
+                     "et al., ICLR 2017."),
+        "gated": ("Arevalo et al. 2017", "Arevalo J., Solorio T., Montes-y-Gómez M., González F.A. Gated "
+                  "multimodal units for information fusion. ICLR 2017 workshop."),
+        "self_attention": ("Vaswani et al. 2017", "Vaswani A. et al. Attention is all you need. NeurIPS 2017 "
+                           "(applied here to the two modality tokens)."),
+        "cross_attention": ("Lu et al. 2019", "Lu J., Batra D., Parikh D., Lee S. ViLBERT: pretraining "
+                            "task-agnostic visiolinguistic representations for vision-and-language tasks. NeurIPS "
+                            "2019 (co-attention between modalities)."),
+        "metablock": ("Pacheco & Krohling 2021", "Pacheco A.G.C., Krohling R.A. An attention-based mechanism to "
+                      "combine images and metadata in deep learning models applied to skin cancer classification. "
+                      "IEEE JBHI 25(9), 2021."),
+        "metanet": ("Li et al. 2020", "Li W., Zhuang J., Wang R., Zhang J., Zheng W.-S. Fusing metadata and "
+                    "dermoscopy images for skin disease diagnosis. ISBI 2020."),
+        "mmfa": ("Tang et al. 2024", "Tang P., Yan X., Nan Y., Hu X., Menze B.H., Krammer S., Lasser T. "
+                 "Joint-individual fusion structure with fusion attention module for multi-modal skin cancer "
+                 "classification. Pattern Recognition 154, 110604, 2024."),
+    },
+    "structure": {
+        "late": ("decision-level fusion", "No single source paper: the classic decision-level (late) fusion "
+                 "baseline."),
+        "jf": ("joint fusion", "No single source paper: joint (feature-level) fusion, the structure most fusion "
+               "modules above were published in."),
+        "jif": ("Tang et al. 2024", "Tang P. et al. Joint-individual fusion structure with fusion attention module "
+                "for multi-modal skin cancer classification. Pattern Recognition 154, 110604, 2024."),
+        "jiadf": ("Nguyen et al. 2026", "Nguyen P., Cao D., Kha H., Chu H., Le M., Pham T., Le N.Q.K. JI-ADF: "
+                  "joint-individual learning with adaptive decision fusion for multimodal skin lesion "
+                  "classification. arXiv:2604.27343, 2026."),
+    },
+}
+
+
+def paper(kind: str, name: str) -> str:
+    """Short source label of a fusion method or structure (for a table row)."""
+    return PAPERS.get(kind, {}).get(name, ("", ""))[0]
+
+
 def describe(kind: str, name: str) -> str:
-    """Markdown description + equation of a fusion method or structure by registry name."""
+    """Markdown description + equation + source of a fusion method or structure by registry name."""
     table = FUSION_TEXTS if kind == "fusion" else STRUCTURE_TEXTS
     if name not in table:
         return f"`{name}`: no description yet."
     text, equation = table[name]
-    return f"{text}\n\n`{equation}`"
+    source = PAPERS.get(kind, {}).get(name)
+    return f"{text}\n\n`{equation}`" + (f"\n\n*Source:* {source[1]}" if source else "")
 
 
 def decision_words(probabilities: dict[str, float], prediction: str) -> str:

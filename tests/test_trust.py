@@ -251,3 +251,14 @@ def test_batch_cli_writes_the_trust_columns(tmp_path):
     assert rows["cat"]["unusual"] == "dermoscopic|clinical" and "does not look like" in rows["cat"]["warnings"]
     assert rows["fresh"]["prediction"] in rows["fresh"]["prediction_set"].split("|")
     assert 0 <= float(rows["fresh"]["tta_spread"]) <= 1 and rows["fresh"]["branch_disagreement"] == ""
+
+
+def test_a_cat_sent_to_a_ham10000_entry_is_flagged():
+    """The issue's own example: a cat photo to a HAM10000 entry used to get a confident diagnosis, silently."""
+    from skimage import data
+
+    from skinui.cases import Case
+    from skinui.zoo import load_entry
+
+    p = load_entry("ham10000_jf_weighted_concat").predict([Case("cat", dermoscopic=data.chelsea())])[0]
+    assert p.unusual["dermoscopic"]["unusual"] and any("does not look like" in w for w in p.warnings)

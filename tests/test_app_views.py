@@ -168,8 +168,9 @@ def test_relevance_views(app, analysed):
     session, _ = analysed
     out = relevance_tab.render(app, session)
     assert "Integrated Gradients" in out[1] and all(u["visible"] for u in out[2:])
-    note, ig, fa = relevance_tab.on_change(app, "BCC", "Integrated Gradients", session)
-    assert ig["visible"] is True and fa["visible"] is False and "BCC" in ig["value"].layout.title.text
+    note, ig, fa, shap = relevance_tab.on_change(app, "BCC", "Integrated Gradients", session)
+    assert ig["visible"] is True and fa["visible"] is False and shap["visible"] is False
+    assert "BCC" in ig["value"].layout.title.text
     bars = ig["value"].data[0]
     assert len(bars.y) == len(app.cache.card("tri_jiadf")["metadata_encoder"]["fields"])
     assert max(abs(v) for v in bars.x) == pytest.approx(1.0)

@@ -4,7 +4,7 @@
 
 - `gradcam(encoded, modality, target=None) -> np.ndarray[H, W]` in [0, 1]; `gradcams(encoded, target)`
   for every image the case carries
-- `relevance(encoded, method="integrated_gradients" | "feature_ablation", target=None)
+- `relevance(encoded, method="integrated_gradients" | "feature_ablation" | "shapley_value_sampling", target=None)
   -> {field: signed score}` (grouped per field, |score| in [0, 1])
 - `modality_ablation(encoded, target=None) -> [{"subset", "modalities", "probabilities", ...}]`
 - `explain_case(encoded, target=None) -> CaseExplanation` (all of the above)

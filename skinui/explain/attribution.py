@@ -22,6 +22,29 @@ Method = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int, En
 RELEVANCE_METHODS: Registry[Method] = Registry("relevance method")
 
 
+def _field_mask(x: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """captum's feature_mask: every column of a field (one-hot levels, missingness flag) shares its group id."""
+    feature_mask = torch.zeros_like(x, dtype=torch.long)
+    for gid, (_, cols) in enumerate(enc.entry.encoder.groups):
+        feature_mask[0, cols] = gid
+    return feature_mask
+
+
+def _per_column(attr: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """captum's grouped perturbation methods give *every* column of a group the group's whole attribution;
+    spread it evenly over the columns so that `relevance`'s per-field sum is the field's attribution once
+    (summing the copies would multiply each field by its width: a 9-level site would outweigh age 9:2)."""
+    width = torch.ones_like(attr)
+    for _, cols in enc.entry.encoder.groups:
+        width[..., cols] = float(len(cols))
+    return attr / width
+
+
+def _unknown_row(x: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """The encoded row of a case whose every field is unknown (the perturbation methods' baseline)."""
+    return torch.as_tensor(enc.entry.encoder.transform([{}]), dtype=x.dtype)
+
+
 @RELEVANCE_METHODS.register("integrated_gradients")
 def _integrated_gradients(forward: Callable, x: torch.Tensor, target: int, enc: Encoded) -> torch.Tensor:
     """Zero baseline, 50 steps, as in the comparison paper."""
@@ -36,14 +59,25 @@ def _feature_ablation(forward: Callable, x: torch.Tensor, target: int, enc: Enco
     """Each field in turn set to its encoded 'unknown' value (one batched call for all fields)."""
     from captum.attr import FeatureAblation
 
-    groups = enc.entry.encoder.groups
-    feature_mask = torch.zeros_like(x, dtype=torch.long)
-    for gid, (_, cols) in enumerate(groups):
-        feature_mask[0, cols] = gid
-    baseline = torch.as_tensor(enc.entry.encoder.transform([{}]), dtype=x.dtype)
+    feature_mask, baseline = _field_mask(x, enc), _unknown_row(x, enc)
     with torch.no_grad():
-        return FeatureAblation(forward).attribute(x, baselines=baseline, target=target, feature_mask=feature_mask,
-                                                  perturbations_per_eval=len(groups))
+        attr = FeatureAblation(forward).attribute(x, baselines=baseline, target=target, feature_mask=feature_mask,
+                                                  perturbations_per_eval=len(enc.entry.encoder.groups))
+    return _per_column(attr, enc)
+
+
+@RELEVANCE_METHODS.register("shapley_value_sampling")
+def _shapley_value_sampling(forward: Callable, x: torch.Tensor, target: int, enc: Encoded) -> torch.Tensor:
+    """Shapley values over the fields (grouped like feature ablation, same 'unknown' baseline), from 25
+    random field orders; a fixed seed inside so the same case always gets the same bars."""
+    from captum.attr import ShapleyValueSampling
+
+    feature_mask, baseline = _field_mask(x, enc), _unknown_row(x, enc)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # captum draws its orders from torch's global generator; fork keeps ours untouched
+        attr = ShapleyValueSampling(forward).attribute(x, baselines=baseline, target=target, feature_mask=feature_mask,
+                                                       n_samples=25, perturbations_per_eval=len(enc.entry.encoder.groups))
+    return _per_column(attr, enc)
 
 
 def metadata_forward(enc: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -61,7 +95,8 @@ def relevance(enc: Encoded, method: str = "integrated_gradients", target: int | 
               scaled: bool = True) -> dict[str, float]:
     """Signed relevance of each metadata field for `target` (None = predicted class): |values| in [0, 1]
     when `scaled`, else in units of the target's calibrated probability (IG: the field's share of
-    P(x) - P(zero input); ablation: P drop when the field is set to unknown). All zeros when the case
+    P(x) - P(zero input); ablation: P drop when the field is set to unknown; Shapley sampling: the field's mean
+    P gain when added to the all-unknown row in random field orders). All zeros when the case
     has no metadata. Raises ValueError with a sentence for an unknown method or an entry without metadata."""
     if method not in RELEVANCE_METHODS:
         raise ValueError(f"Unknown relevance method {method!r}; choose one of {', '.join(RELEVANCE_METHODS.names())}.")

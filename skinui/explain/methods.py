@@ -7,4 +7,5 @@ from __future__ import annotations
 METHOD_LABELS = {
     "integrated_gradients": "Integrated Gradients",
     "feature_ablation": "Feature ablation (grouped)",
+    "shapley_value_sampling": "Shapley value sampling (grouped)",
 }

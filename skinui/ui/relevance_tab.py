@@ -11,12 +11,14 @@ from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
 
-BOTH = "both side by side"
+BOTH = "all side by side"
 EXPLAINER = (
     "Integrated Gradients (zero baseline, 50 steps) integrates the gradient from an all-zero encoded "
     "input to this case; feature ablation replaces one field at a time by *unknown* and measures the "
-    "change. Each bar sums a field's one-hot and missingness columns and is divided by the largest "
-    "magnitude; green pushes towards the class, red away from it."
+    "change; Shapley value sampling averages that change over random orders of the fields, so fields "
+    "that only matter together share the credit. Each bar sums a field's one-hot and missingness columns "
+    "and is divided by the largest magnitude; green pushes towards the class, red away from it. On "
+    "SynthDerm, where the truth is known, Integrated Gradients ranks the fields best (docs/EXPLANATIONS.md)."
 )
 
 

@@ -57,11 +57,24 @@ def build_app(weights_dir: str | os.PathLike | None = None, default_entry: str |
     return demo, ctx
 
 
-# The queue (measured by bench/load.py, docs/BENCHMARKS.md "Load and soak"). GRADIO_DEFAULT_CONCURRENCY_LIMIT
-# and SKINUI_TORCH_THREADS override the first two.
+# The queue, measured with bench/load.py (docs/BENCHMARKS.md, "Load and soak"). Two events at once, one
+# torch thread each, fill the two cores without oversubscribing them: with torch's default (a thread per
+# core) two events ran four threads on two cores and cost 10-20% more CPU per request under load, for no
+# gain to a single user (a batch of one barely parallelises; most of a request is Python). Elsewhere each
+# event gets its share of the cores. GRADIO_DEFAULT_CONCURRENCY_LIMIT and SKINUI_TORCH_THREADS override.
 WORKERS = 2  # events run at once
-TORCH_THREADS: int | None = None  # torch intra-op threads; None leaves torch's default (one per core)
 QUEUE_MAX_SIZE = 64  # events waiting beyond this are refused at once with a sentence, never left hanging
+
+
+_TORCH_DEFAULT: list[int] = []  # torch's own thread count, read before launch() first changes it
+
+
+def torch_threads(workers: int) -> int:
+    """Intra-op threads per event: SKINUI_TORCH_THREADS, else torch's default (one per core) shared among workers."""
+    import torch
+
+    _TORCH_DEFAULT[:] = _TORCH_DEFAULT or [torch.get_num_threads()]
+    return int(os.environ.get("SKINUI_TORCH_THREADS") or max(1, _TORCH_DEFAULT[0] // workers))
 
 
 def _busy_sentence(queue: object, workers: int) -> None:
@@ -87,12 +100,12 @@ def _busy_sentence(queue: object, workers: int) -> None:
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, **kw) -> gr.Blocks:
     """Queue (WORKERS at once, at most QUEUE_MAX_SIZE waiting) and serve; host/port default to
     GRADIO_SERVER_NAME/PORT."""
-    workers = int(os.environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT") or WORKERS)
-    threads = os.environ.get("SKINUI_TORCH_THREADS") or TORCH_THREADS
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(int(threads))
+    workers = int(os.environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT") or WORKERS)
+    torch.set_num_threads(torch_threads(workers))
+    print(f"SkinUI: {workers} events at once, {torch.get_num_threads()} torch thread(s) each, at most "
+          f"{QUEUE_MAX_SIZE} waiting", flush=True)
     demo.queue(default_concurrency_limit=workers, max_size=QUEUE_MAX_SIZE)
     _busy_sentence(demo._queue, workers)
     demo.launch(server_name=host, server_port=port, show_error=False, **kw)

@@ -98,18 +98,24 @@ Test balanced accuracy {esc(evidence.with_interval(card, 'balanced_accuracy'))},
 </body></html>"""
 
 
-_DIR = Path(tempfile.gettempdir()) / "skinui-reports"
+def _folder() -> Path:
+    """Inside the app's private upload folder when it has one (app.py removes it on exit, signals
+    included), so a report written just before a stop is not left behind."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "skinui-reports"
+
+
 KEEP_S = 120  # gradio copies the file into its own cache when serving it; ours is removed soon after
 
 
 def write_case_report(session: Any, card: dict[str, Any]) -> str:
     """Write the report to a fresh temp file (older ones removed) and return its path."""
-    _DIR.mkdir(exist_ok=True)
+    folder = _folder()
+    folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for old in _DIR.glob("*.html"):
+    for old in folder.glob("*.html"):
         if now - old.stat().st_mtime > KEEP_S:
             old.unlink(missing_ok=True)
-    fd, path = tempfile.mkstemp(prefix="skinui-case-report-", suffix=".html", dir=_DIR)
+    fd, path = tempfile.mkstemp(prefix="skinui-case-report-", suffix=".html", dir=folder)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(case_report_html(session, card))
     return path

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from training.measure_cli import entry_measure_parser
+
 CARD_KEYS = ("n", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
              "beats_random_deletion", "beats_random_insertion", "full_probability", "baseline_probability")
 
@@ -161,22 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     from skinui.zoo import load_entry
     from training.evaluate import EvaluationError, select_cases
 
-    ap = argparse.ArgumentParser(prog="python -m training.faithfulness", description=__doc__.splitlines()[0])
-    ap.add_argument("--table", type=Path, default=None, help="render the table of a folder of *.faith-*.json files")
-    ap.add_argument("--write", type=Path, default=None, help="with --table: replace its block in this markdown file")
-    ap.add_argument("--update-cards", action="store_true",
-                    help="with --table: write each entry's explain_faithfulness into its card")
-    ap.add_argument("--weights-dir", default="weights")
-    ap.add_argument("--weights", help="weights/NAME")
-    ap.add_argument("--data-root")
-    ap.add_argument("--split", default="val", choices=["val", "test"])
-    ap.add_argument("--max-cases", type=int, default=None, help="a seeded random sample of this many cases")
+    ap = entry_measure_parser("python -m training.faithfulness", __doc__.splitlines()[0], "*.faith-*.json",
+                              "each entry's explain_faithfulness")
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--baseline", default="blur", choices=list(BASELINES))
     ap.add_argument("--random", default="map", choices=["map", "pixel"],
                     help="random reference on the Grad-CAM layer's grid (default) or per pixel")
     ap.add_argument("--seeds", type=int, default=3, help="random maps averaged per case")
-    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.table is not None:
         return run_table(args)

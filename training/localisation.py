@@ -12,11 +12,12 @@ layer on `--split val`; then report `--split test` once with the chosen layer.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from training.measure_cli import entry_measure_parser
 
 
 def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[str, Any]]:
@@ -112,19 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     from skinui.zoo import load_entry
     from training.evaluate import EvaluationError, select_cases
 
-    ap = argparse.ArgumentParser(prog="python -m training.localisation", description=__doc__.splitlines()[0])
-    ap.add_argument("--table", type=Path, default=None, help="render the table of a folder of *.val/test.json files")
-    ap.add_argument("--write", type=Path, default=None, help="with --table: replace its block in this markdown file")
-    ap.add_argument("--update-cards", action="store_true",
-                    help="with --table: write each entry's chosen Grad-CAM layer and its numbers into its card")
-    ap.add_argument("--weights-dir", default="weights")
-    ap.add_argument("--weights", help="weights/NAME")
-    ap.add_argument("--data-root")
-    ap.add_argument("--split", default="val", choices=["val", "test"])
+    ap = entry_measure_parser("python -m training.localisation", __doc__.splitlines()[0], "*.val/test.json",
+                              "each entry's chosen Grad-CAM layer and its numbers")
     ap.add_argument("--layers", nargs="+", default=["bn2", "blocks.5", "blocks.4"],
                     help="module paths inside the timm backbone (default: the app's bn2, then earlier ones)")
-    ap.add_argument("--max-cases", type=int, default=None)
-    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.table is not None:
         body = table(args.table)

@@ -95,6 +95,29 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
     opt.load_state_dict(back["optimizer"])
 
 
+def test_checkpoints_take_channels_last_weights(tmp_path):
+    """CUDA training runs channels-last: the conv weights it saves are not contiguous (found on an H200)."""
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    checkpoint.save_tensors(tmp_path / "best.safetensors", conv.state_dict())
+    checkpoint.save_state(tmp_path / "last", {"model": conv.state_dict(), "epoch": 1})
+    torch.testing.assert_close(load_file(str(tmp_path / "best.safetensors"))["weight"], conv.weight.detach())
+    torch.testing.assert_close(checkpoint.load_state(tmp_path / "last")["model"]["weight"], conv.weight.detach())
+
+
+def test_random_crop_keeps_a_square_of_the_asked_area_share():
+    from training.data import random_augment
+
+    img = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(100, 80, 3)
+    aug = {"crop_scale": [0.25, 0.5]}
+    sides = {random_augment(img, np.random.default_rng(s), aug).shape[:2] for s in range(40)}
+    assert all(h == w and 0.25 - 0.03 <= h * h / 80 ** 2 <= 0.5 + 0.03 for h, w in sides)
+    assert len(sides) > 3  # the share is drawn, not fixed
+    same = [random_augment(img, np.random.default_rng(7), aug) for _ in range(2)]
+    assert np.array_equal(*same)  # a function of the RNG: resumes and workers see the same crops
+    assert random_augment(img, np.random.default_rng(0), {}).shape == img.shape  # off by default
+
+
 def test_sampler_shards_and_balances():
     from training.sampling import EpochSampler, class_weights
 

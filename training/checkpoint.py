@@ -36,7 +36,7 @@ class CheckpointError(ValueError):
 
 def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
-        tensors[path] = obj.detach().cpu().clone()  # clone: safetensors refuses shared storage
+        tensors[path] = obj.detach().cpu().clone(memory_format=torch.contiguous_format)  # clone: safetensors refuses shared storage
         return {_TENSOR: path}
     if isinstance(obj, dict):
         int_keys = bool(obj) and all(isinstance(k, int) for k in obj)
@@ -87,7 +87,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
     """A plain safetensors file (e.g. `best.safetensors`), written atomically: a kill mid-write
     leaves the previous file whole, never a truncated one."""
-    write_atomic(path, _safetensors_bytes({k: v.detach().cpu().clone() for k, v in tensors.items()}))
+    write_atomic(path, _safetensors_bytes({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}))
 
 
 def save_state(prefix: str | Path, state: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "amp": "auto",  # auto (CUDA only) | bf16 | fp16 | off
         "channels_last": True,  # CUDA only
         "grad_clip": 0.0,
-        "augment": {"flip": True, "rot90": True, "color_jitter": 0.1},  # full mode's random augmentation
+        "augment": {"flip": True, "rot90": True, "color_jitter": 0.1, "crop_scale": None},  # full mode's random augmentation
     },
     "fastpath": {  # train.mode: fastpath -- frozen stem run once, trunk + fusion + heads trained from the cache
         "views": 8,  # views per training image (skinui.models.preprocess.augment_views: 8 geometric, then jittered)

@@ -148,7 +148,18 @@ def _jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.nd
 
 
 def random_augment(img: np.ndarray, rng: np.random.Generator, aug: dict[str, Any]) -> np.ndarray:
-    """Full fine-tuning's augmentation: flips, 90-degree turns and colour jitter (lesions have no 'up')."""
+    """Full fine-tuning's augmentation: random crop, flips, 90-degree turns and colour jitter (lesions have no 'up').
+
+    `crop_scale: [lo, hi]` keeps a random square covering lo..hi of the image's area (resized back
+    by `image_tensor`), so the network sees lesions at several scales, as dermatoscopes frame them.
+    """
+    if aug.get("crop_scale"):
+        lo, hi = aug["crop_scale"]
+        h, w = img.shape[:2]
+        side = int(round(min(h, w) * float(np.sqrt(rng.uniform(lo, hi)))))
+        if side < min(h, w):
+            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+            img = img[y:y + side, x:x + side]
     if aug.get("flip") and rng.random() < 0.5:
         img = img[:, ::-1]
     if aug.get("rot90"):

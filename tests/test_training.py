@@ -201,6 +201,54 @@ def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path)
     assert "| `tiny_jiadf` |" in md and " ± " in md and md.rstrip().endswith("| 2 |")
 
 
+def test_stage2_on_an_ensemble_encoder_reads_each_member_from_its_own_stage1_entry(ham, tmp_path):
+    from skinui.explain.cam import gradcam
+    from skinui.zoo import load_entry
+
+    for name, seed in (("tiny_a", 0), ("tiny_b", 1)):
+        stage1 = tiny_config(name, "fastpath", seed=seed)
+        stage1["model"].update(modalities=["dermoscopic"], structure={"name": "late"})
+        stage1["export"] = {"shared_encoder": f"{name}_encoder"}
+        run_fit(stage1, ham, tmp_path)
+    member = tiny_config()["model"]["image_encoder"]
+    stage2 = tiny_config("tiny_ens", "features")
+    stage2["model"]["image_encoder"] = {"name": "ensemble", "members": [member, member]}
+    stage2["stage2"]["backbone"] = ["tiny_a", "tiny_b"]
+    run_fit(stage2, ham, tmp_path)
+    weights = tmp_path / "weights"
+    entry = load_entry("tiny_ens", weights)
+    assert [(p["file"], p["prefix"]) for p in entry.card["shared"]] == [
+        ("shared/tiny_a_encoder.safetensors", "encoders.dermoscopic.members.0."),
+        ("shared/tiny_b_encoder.safetensors", "encoders.dermoscopic.members.1.")]
+    ens = entry.model.image_encoders["dermoscopic"]
+    for i, name in enumerate(("tiny_a", "tiny_b")):  # in order, and frozen
+        theirs = load_entry(name, weights).model.image_encoders["dermoscopic"].state_dict()
+        ours = ens.members[i].state_dict()
+        assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    x = torch.randn(2, 3, 32, 32)
+    ens.eval()
+    torch.testing.assert_close(ens(x), torch.cat([m(x) for m in ens.members], 1))
+    from skinui.datasets import load_dataset
+
+    case = load_dataset("ham10000", ham).cases[0]
+    pred = entry.predict([case])[0]
+    assert sum(pred.probabilities.values()) == pytest.approx(1)
+    heat = gradcam(entry.encode(case), "dermoscopic")
+    assert heat.shape == (32, 32) and np.isfinite(heat).all()
+    # Grad-CAM's layer is the stack of both members' last feature maps: gradients reach each half
+    seen = {}
+    hook = ens.target_layer.register_forward_hook(lambda m, a, out: seen.setdefault("maps", out))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.enable_grad():
+        out = ens(x)
+        maps = seen["maps"]
+        grad, = torch.autograd.grad(out[:, 0].sum() + out[:, -1].sum(), maps)
+    hook.remove()
+    half = maps.shape[1] // 2
+    assert maps.shape[1] == 2 * ens.members[0].out_dim
+    assert grad[:, :half].abs().sum() > 0 and grad[:, half:].abs().sum() > 0
+
+
 def test_resume_after_kill_reaches_the_same_weights(ham, tmp_path, monkeypatch):
     cfg = tiny_config("tiny_resume", "full", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})
     cfg["export"] = {"enabled": False}

@@ -74,10 +74,10 @@ def references(card: dict[str, Any], cards: Sequence[dict[str, Any]]) -> dict[st
     backbone = (cfg.get("stage2") or {}).get("backbone")
     image_only = []
     if backbone and card["modalities"] != ["metadata"]:
-        from training.stage2 import backbone_names
+        from training.stage2 import backbone_entries
 
         mods = [m for m in card["modalities"] if m != "metadata"]
-        image_only = sorted(set(backbone_names(backbone, mods).values()) & names)
+        image_only = sorted(backbone_entries(backbone, mods) & names)
     metadata_only = sorted(c["name"] for c in cards if c["modalities"] == ["metadata"] and not c.get("leaky"))
     best = best_on_validation(cards)
     out = {"image_only": image_only, "metadata_only": metadata_only, "best": [best] if best else []}

@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_views": 1,  # val/test views averaged (test-time augmentation): 1 = plain, 2 = + horizontal flip
     },
     "stage2": {  # train.mode: features -- frozen stage-1 encoder, fusion + heads trained from cached features
-        "backbone": None,  # stage-1 zoo entry name (or {modality: entry}) whose fine-tuned image encoder is reused
+        "backbone": None,  # stage-1 entry (or a list: an ensemble encoder's members; or {modality: either}) whose encoder is reused
         "views": 8,
         "eval_views": 1,
     },

@@ -38,11 +38,13 @@ def shared_specs(cfg: dict[str, Any], model: Any, weights_dir: Path) -> list[dic
         from training.stage2 import backbone_names
 
         for m, backbone in backbone_names(cfg["stage2"]["backbone"], model.image_modalities).items():
-            card = json.loads((weights_dir / f"{backbone}.json").read_text())
-            for spec in shared_specs_of(card):  # the backbone's encoder file, under this model's prefix
-                if spec["prefix"] in (f"encoders.{m}.", "encoders.shared."):
-                    key = _encoder_keys(model)[m]
-                    specs[key] = {**spec, "prefix": key}
+            members = backbone if isinstance(backbone, list) else [backbone]
+            for i, name in enumerate(members):  # an ensemble encoder's members, in order
+                card = json.loads((weights_dir / f"{name}.json").read_text())
+                for spec in shared_specs_of(card):  # the backbone's encoder file, under this model's prefix
+                    if spec["prefix"] in (f"encoders.{m}.", "encoders.shared."):
+                        key = _encoder_keys(model)[m] + (f"members.{i}." if isinstance(backbone, list) else "")
+                        specs[key] = {**spec, "prefix": key}
     elif cfg["export"].get("shared_encoder"):
         keys = sorted(set(_encoder_keys(model).values()))
         for key in keys:

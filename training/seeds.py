@@ -53,11 +53,11 @@ def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root
         raise SystemExit(f"{config} is not a stage-2 config (train.mode: features); seeds re-runs only those.")
     run_dir, zoo = out / f"seed{seed}" / cfg["name"], out / f"seed{seed}" / "weights"
     if not (run_dir / "report_test.json").is_file():
-        from training.stage2 import backbone_names
+        from training.stage2 import backbone_entries
 
         image_mods = [m for m in cfg["model"]["modalities"] if m != "metadata"]
         if image_mods:
-            scratch_zoo(set(backbone_names(cfg["stage2"]["backbone"], image_mods).values()), weights, zoo)
+            scratch_zoo(backbone_entries(cfg["stage2"]["backbone"], image_mods), weights, zoo)
         fit(cfg, data_root, str(run_dir), "cpu", command=f"python -m training.seeds --configs {config} --seeds {seed}",
             weights_dir=str(zoo))
     return json.loads((run_dir / "report_test.json").read_text())

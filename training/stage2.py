@@ -15,8 +15,12 @@ from torch import nn
 from training.config import ConfigError
 
 
-def backbone_names(backbone: str | dict[str, str], image_modalities: list[str]) -> dict[str, str]:
-    if isinstance(backbone, str):
+def backbone_names(backbone: Any, image_modalities: list[str]) -> dict[str, str | list[str]]:
+    """Image modality -> its stage-1 entry, or a list of entries for an `ensemble` encoder's members.
+
+    `backbone` is one name, a list of names (the same for every modality), or a {modality: either} map.
+    """
+    if isinstance(backbone, (str, list)):
         return {m: backbone for m in image_modalities}
     missing = [m for m in image_modalities if m not in backbone]
     if missing:
@@ -24,25 +28,47 @@ def backbone_names(backbone: str | dict[str, str], image_modalities: list[str]) 
     return {m: backbone[m] for m in image_modalities}
 
 
+def backbone_entries(backbone: Any, image_modalities: list[str]) -> set[str]:
+    """Every stage-1 entry a stage-2 config reads (ensemble members included)."""
+    found: set[str] = set()
+    for names in backbone_names(backbone, image_modalities).values():
+        found.update(names if isinstance(names, list) else [names])
+    return found
+
+
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in ("pretrained", "weights", "shared")}
 
 
-def load_backbone(model: nn.Module, backbone: str | dict[str, str], weights_dir: str | Path) -> None:
-    """Copy each image modality's encoder from its stage-1 entry (architectures must match)."""
+def _member_configs(encoder_cfg: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    members = encoder_cfg.get("members") if encoder_cfg.get("name") == "ensemble" else None
+    if members is None or len(members) != len(names):
+        raise ConfigError(f"stage2.backbone lists {len(names)} stage-1 entries ({', '.join(names)}): "
+                          f"model.image_encoder must be {{name: ensemble, members: [...]}} with {len(names)} members.")
+    return list(members)
+
+
+def load_backbone(model: nn.Module, backbone: Any, weights_dir: str | Path) -> None:
+    """Copy each image modality's encoder from its stage-1 entry (architectures must match); a list of
+    entries fills an ensemble encoder's members in order."""
     from skinui.zoo import ZooError, load_entry
 
-    for m, name in backbone_names(backbone, model.image_modalities).items():
-        try:
-            source = load_entry(name, weights_dir)
-        except ZooError as err:
-            raise ConfigError(f"Stage 2 needs the stage-1 entry {name!r} ({err}); train it first "
-                              f"(its config is training/configs/{name}.yaml).") from None
-        if m not in source.model.image_modalities:
-            raise ConfigError(f"The stage-1 entry {name!r} has no {m} encoder; its modalities are "
-                              f"{', '.join(source.model.modalities)}.")
-        ours, theirs = model.cfg["image_encoder"], source.model.cfg["image_encoder"]
-        if _comparable(ours) != _comparable(theirs) or model.cfg["image_size"] != source.model.cfg["image_size"]:
-            raise ConfigError(f"The image encoder of this config ({ours}, size {model.cfg['image_size']}) differs from "
-                              f"the stage-1 entry {name!r}'s ({theirs}); make model.image_encoder match.")
-        model.image_encoders[m].load_state_dict(source.model.image_encoders[m].state_dict())
+    for m, names in backbone_names(backbone, model.image_modalities).items():
+        listed = isinstance(names, list)
+        names = names if listed else [names]
+        ours = _member_configs(model.cfg["image_encoder"], names) if listed else [model.cfg["image_encoder"]]
+        targets = list(model.image_encoders[m].members) if listed else [model.image_encoders[m]]
+        for name, our_cfg, target in zip(names, ours, targets):
+            try:
+                source = load_entry(name, weights_dir)
+            except ZooError as err:
+                raise ConfigError(f"Stage 2 needs the stage-1 entry {name!r} ({err}); train it first "
+                                  f"(its config is training/configs/{name}.yaml).") from None
+            if m not in source.model.image_modalities:
+                raise ConfigError(f"The stage-1 entry {name!r} has no {m} encoder; its modalities are "
+                                  f"{', '.join(source.model.modalities)}.")
+            theirs = source.model.cfg["image_encoder"]
+            if _comparable(our_cfg) != _comparable(theirs) or model.cfg["image_size"] != source.model.cfg["image_size"]:
+                raise ConfigError(f"The image encoder of this config ({our_cfg}, size {model.cfg['image_size']}) differs "
+                                  f"from the stage-1 entry {name!r}'s ({theirs}); make model.image_encoder match.")
+            target.load_state_dict(source.model.image_encoders[m].state_dict())

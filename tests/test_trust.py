@@ -262,3 +262,20 @@ def test_a_cat_sent_to_a_ham10000_entry_is_flagged():
 
     p = load_entry("ham10000_jf_weighted_concat").predict([Case("cat", dermoscopic=data.chelsea())])[0]
     assert p.unusual["dermoscopic"]["unusual"] and any("does not look like" in w for w in p.warnings)
+
+
+def test_uncertainty_block_reads_the_view_average_on_validation_as_well_as_test():
+    """#17 decides test-time augmentation on validation: the block must carry both, computed apart."""
+    from training.trust import SplitOut, uncertainty_block
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    clean = np.eye(3)[y] * 4.0
+    noisy = clean + rng.normal(0, 3.0, (4, 60, 3))  # four views, each noisy; their mean is cleaner
+    single = noisy.copy()
+    single[0] = clean + rng.normal(0, 6.0, (60, 3))  # the original view alone is worse
+    val, test = SplitOut(single), SplitOut(clean + rng.normal(0, 5.0, (4, 60, 3)))
+    block = uncertainty_block({"calibration": {}}, val, y, test, y)
+    tta = block["tta"]
+    assert tta["val_balanced_accuracy_averaged_views"] > tta["val_balanced_accuracy_single_view"]
+    assert tta["val_balanced_accuracy_averaged_views"] != tta["test_balanced_accuracy_averaged_views"]

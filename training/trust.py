@@ -188,6 +188,9 @@ def uncertainty_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test:
     if "tta" in block:
         block["tta"]["views"] = list(uncertainty.VIEWS)
         block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(views_t.mean(0), yt, cal)
+        # what #17 decides on: does averaging the views help on validation (never on test)?
+        block["tta"]["val_balanced_accuracy_averaged_views"] = _balanced(views_v.mean(0), yv, cal)
+        block["tta"]["val_balanced_accuracy_single_view"] = _balanced(pv, yv, cal)
     if "branches" in block:
         block["branches"]["heads"] = list(test.branch_logits)
     return block

@@ -82,10 +82,15 @@ def uncertainty_table(cards: list[dict[str, Any]]) -> str:
         val = u.get("error_auroc_val") or {}
         cells = [f"{_f(u['error_auroc'].get(m))} (val {_f(val.get(m), 2)})" if m in u["error_auroc"] else "—"
                  for m in measures]
-        tta = (u.get("tta") or {}).get("test_balanced_accuracy_averaged_views")
+        t = u.get("tta") or {}
+        tta = t.get("test_balanced_accuracy_averaged_views")
         plain = (c.get("metrics") or {}).get("balanced_accuracy")
+        on_val = ""
+        if t.get("val_balanced_accuracy_averaged_views") is not None:  # the decision is read here
+            on_val = (f"; val {_f(t['val_balanced_accuracy_averaged_views'])} "
+                      f"(single {_f(t['val_balanced_accuracy_single_view'])})")
         rows.append(f"| {c['name']} | {u['test_errors']} / {u['n_test']} | " + " | ".join(cells)
-                    + f" | {_f(tta)} (single view {_f(plain)}) |")
+                    + f" | {_f(tta)} (single view {_f(plain)}){on_val} |")
     return "\n".join(rows) + "\n"
 
 

@@ -319,3 +319,29 @@ def test_fastpath_cache_is_fp16_views_and_only_the_trunk_learns(ham, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before_trunk, trunk))
     logits = task.predict(prep.split["val"], part="val")
     assert logits.shape == (len(prep.split["val"]), 7) and np.allclose(np.exp(logits).sum(1), 1, atol=1e-4)
+
+
+def test_retrain_orders_stage1_before_the_stage2_entries_that_read_it():
+    from training.retrain import commands, order
+
+    fake = {
+        "ens": {"cfg": {"train": {"mode": "features"}, "model": {"modalities": ["dermoscopic", "metadata"]},
+                        "stage2": {"backbone": ["a", "b"]}}},
+        "b": {"cfg": {"train": {"mode": "full"}, "model": {"modalities": ["dermoscopic"]}}},
+        "fusion": {"cfg": {"train": {"mode": "features"}, "model": {"modalities": ["dermoscopic", "metadata"]},
+                           "stage2": {"backbone": "a"}}},
+        "a": {"cfg": {"train": {"mode": "fastpath"}, "model": {"modalities": ["dermoscopic"]}}},
+    }
+    got = order(fake)
+    assert got.index("a") < got.index("fusion") and max(got.index("a"), got.index("b")) < got.index("ens")
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    cmds = [" ".join(c) for c in commands("pad-ufes-20", "DATA", weights, "cpu", [1])]
+    fits = [c for c in cmds if " fit " in c]
+    at = {c.split("--config ")[1].split()[0].rsplit("/", 1)[1]: i for i, c in enumerate(cmds) if " fit " in c}
+    backbone = load_config(CONFIGS / "_pad_ufes20_stage2.yaml", base=None)["stage2"]["backbone"]
+    assert at[f"{backbone}.yaml"] < at["pad_ufes20_jf_metablock.yaml"]
+    assert cmds.index(f"rm -f {weights}/shared/pad_ufes20_clinical_lite0.safetensors") < at["pad_ufes20_image.yaml"]
+    last_fit = max(at.values())
+    assert all(i > last_fit for i, c in enumerate(cmds) if "training.trust " in c or "training.reports" in c)
+    assert all("--data-root DATA" in c for c in fits) and any("training.seeds" in c for c in cmds)

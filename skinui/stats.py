@@ -204,3 +204,28 @@ def indistinguishable(diff: dict[str, Any], metric: str = "balanced_accuracy") -
     if lo is None or hi is None:
         return True
     return bool(lo <= 0 <= hi)
+
+
+def bootstrap_mean(values: Sequence[float | None] | np.ndarray, groups: Sequence[Hashable], n_boot: int = 2000,
+                   seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Mean of per-case values with a group-bootstrap percentile interval, JSON-ready.
+
+    None/NaN values (a case with nothing to measure, e.g. a flat heatmap) are left out of every
+    replicate's mean but their group is still drawn, so the cases that count keep their grouping.
+    A per-case difference (map minus baseline on the same case) gives the paired interval of the
+    difference of the two means. {"estimate", "ci", "n", "n_groups"}; None where nothing is defined.
+    """
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
+    _check_groups(v, groups)
+    valid = ~np.isnan(v)
+    filled = np.where(valid, v, 0.0)
+
+    def mean(w: np.ndarray) -> np.ndarray:
+        total = w @ valid.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, (w @ filled) / total, np.nan)
+
+    point = float(filled[valid].mean()) if valid.any() else math.nan
+    lo, hi = percentile_interval(mean(group_weights(groups, n_boot, seed)), level) if len(v) else (math.nan, math.nan)
+    return {"estimate": _json(point), "ci": [_json(lo), _json(hi)], "n": int(valid.sum()),
+            "n_groups": _group_codes(groups)[1]}

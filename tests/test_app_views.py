@@ -434,8 +434,9 @@ def test_gradcam_caption_reports_the_measured_localisation_of_the_layer_in_use()
     cam = {"dermoscopic": np.random.default_rng(0).random((8, 8)).astype(np.float32)}
     text = gradcam_tab.caption("synthderm_jf_concat", "MEL", cam, synth)
     measured = synth["explain"]["localisation"]["dermoscopic"]["test"]
-    assert f"put {measured['energy_in_lesion']:.0%} of their weight on the lesion" in text
-    assert "layer blocks.4" in text and "no more than a blob in the middle" in text
+    assert f"| weight on the lesion (an even map · a blob in the middle) | {measured['energy_in_lesion']:.0%}" in text
+    # "no more than" from the point estimates; "less than" once the card carries the interval of the difference
+    assert "layer blocks.4" in text and ("no more than a blob in the middle" in text or "less than a blob" in text)
     assert "not measured" in gradcam_tab.caption("ham10000_image", "mel", cam, cards["ham10000_image"])
     # the card's choice is the layer the entry explains at
     enc = load_entry("synthderm_jf_concat").model.image_encoders["dermoscopic"]

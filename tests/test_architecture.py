@@ -26,7 +26,7 @@ FORBIDDEN = [
 ]
 # Torch-free modules: the app's page, the audit and the reports' statistics load without torch.
 TORCH_FREE = ["skinui.vocabulary", "skinui.paths", "skinui.schema", "skinui.stats", "skinui.evidence",
-              "skinui.audit", "skinui.explain.methods", "skinui.ui.cards", "skinui.ui.form",
+              "skinui.audit", "skinui.explain.methods", "skinui.explain.quality", "skinui.ui.cards", "skinui.ui.form",
               "skinui.trust.conformal", "skinui.trust.ood", "skinui.trust.uncertainty", "skinui.trust.words",
               "skinui.trust.quality"]
 

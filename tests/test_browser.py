@@ -120,6 +120,7 @@ def test_user_journey(server, case_files):
         for m in ("dermoscopic", "clinical"):
             expect(page.locator(f"#cam-{m} img")).to_be_visible()
         expect(page.locator("#cam-caption")).to_contain_text("where the model looked")
+        expect(page.locator("#cam-caption")).to_contain_text("find the lesion")  # measured, or why it is not
         shot(page, "gradcam")
 
         open_tab(page, "Feature relevance")
@@ -149,6 +150,10 @@ def test_user_journey(server, case_files):
         page.click("#compare-run")
         expect(page.locator("#compare-text")).to_contain_text("entries predict")
         assert int(page.locator("#compare-table [role=grid]").get_attribute("aria-rowcount")) >= 3
+        # rank the dataset's entries by explanation quality: unmeasured ones say so
+        page.locator("#compare-rank-key").get_by_label("Grad-CAM on the lesion").check()
+        expect(page.locator("#compare-rank-text")).to_contain_text("Ranked by the share of the map's weight")
+        expect(page.locator("#compare-rank")).to_contain_text("not measured")
         shot(page, "compare")
 
         open_tab(page, "About")

@@ -145,15 +145,29 @@ def test_reports_for_every_entry_update_cards_and_list_what_was_skipped(trained,
     card_path.write_text(json.dumps(card))
     (folder / "other.json").write_text(json.dumps({**card, "name": "other", "dataset": "pad-ufes-20"}))
     out = tmp_path / "reports"
+    measured = tmp_path / "explanations"  # a faithfulness measurement of the entry, two cases
+    measured.mkdir()
+    rows = [{"case_id": f"c{i}", "group": f"g{i}", "deletion_auc": 0.3, "random_deletion_auc": 0.35,
+             "insertion_auc": 0.5, "random_insertion_auc": 0.45} for i in range(2)]
+    summary = {"n": 2, "deletion_auc": 0.3, "random_deletion_auc": 0.35, "insertion_auc": 0.5, "random_insertion_auc": 0.45,
+               "beats_random_deletion": 1.0, "beats_random_insertion": 1.0, "full_probability": 0.6,
+               "baseline_probability": 0.2}
+    (measured / "tiny_eval.faith-test.json").write_text(json.dumps({"entry": "tiny_eval", "split": "test", "method": {
+        "steps": 16}, "images": {"dermoscopic": {"layer": "bn2", "summary": summary, "cases": rows}}}))
     assert reports_main(["--weights-dir", str(folder), "--data", f"ham10000={ham}", "--out", str(out),
-                         "--device", "cpu", "--update-cards"]) == 0
+                         "--device", "cpu", "--update-cards", "--explanations", str(measured)]) == 0
     rep = json.loads((out / "tiny_eval" / "report.json").read_text())
     assert 0 < rep["ece_floor"] < 1
+    explained = rep["explanations"]  # what was measured, with intervals, and what was not, with the reason
+    assert explained["gradcam_localisation"] == "not measured (no lesion masks)"
+    assert explained["gradcam_faithfulness"]["dermoscopic"]["deletion_margin"]["estimate"] == pytest.approx(0.05)
+    assert explained["relevance_truth"].startswith("not measured (no known truth on HAM10000")
     updated = json.loads(card_path.read_text())
     assert updated["metrics"]["balanced_accuracy"] == pytest.approx(rep["balanced_accuracy"]) != 0.999
     assert updated["calibration"]["ece_floor"] == rep["ece_floor"]
     html = (out / "tiny_eval" / "report.html").read_text()
     assert '<script src="../plotly.min.js">' in html and "cdn.plot.ly" not in html  # offline, one shared copy
+    assert "Explanations, measured" in html and "Grad-CAM on the lesion: not measured (no lesion masks)" in html
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
     index = (out / "README.md").read_text()
     assert "| tiny_eval | ham10000 |" in index and "other (no --data pad-ufes-20=DIR)" in index

@@ -218,3 +218,27 @@ def test_measure_reliance_reads_alpha_per_case_and_pair(demo):
     for r in out["rows"]:
         assert sum(r["alpha"].values()) == pytest.approx(1.0, abs=1e-4) and r["rival"] != r["true"]
     assert sum(p["n"] for p in out["per_pair"].values()) == len(cases)
+
+
+def test_relevance_card_block_quotes_the_summary_and_writes_only_its_own_key(demo, tmp_path):
+    import json
+
+    from skinui.explain.methods import METHOD_LABELS
+    from skinui.zoo import list_entries, write_card
+    from training.explain_truth import card_block, measure_relevance, update_cards
+
+    entry, cases = demo
+    body = measure_relevance(entry, cases)
+    result = {"entry": "tri_jiadf", "split": "test", **{k: v for k, v in body.items() if k != "rows"}}
+    block = card_block(result)
+    assert set(block["methods"]) == set(METHOD_LABELS) and block["cases_scored"] == body["cases_scored"]
+    ig = body["summary"]["integrated_gradients"]
+    assert block["methods"]["integrated_gradients"] == {t: ig[t]["design"] for t in ("true_class", "log_odds")}
+    assert block["random"]["true_class"] == body["summary"]["random"]["true_class"]["design"]
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    write_card(entry.card, weights)
+    (tmp_path / "tri_jiadf.truth-relevance.test.json").write_text(json.dumps(result))
+    assert update_cards(tmp_path, str(weights)) == ["tri_jiadf"]
+    after = list_entries(weights)[0]
+    assert after.pop("explain_relevance") == json.loads(json.dumps(block)) and after == entry.card

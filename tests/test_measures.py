@@ -86,5 +86,6 @@ def test_localisation_table_reports_test_only_for_the_layer_chosen_on_validation
     (tmp_path / "e.test.json").write_text(json.dumps({"entry": "e", "layers": {
         "dermoscopic@blocks.4": summary(0.45)}}))
     md = table(tmp_path)
-    assert "| `e` · dermoscopic | blocks.4 | 0.350 | 10 | 0.450 |" in md and md.rstrip().endswith("| yes |")
+    assert "| `e` · dermoscopic | blocks.4 | 0.350 | 10 | 0.450 |" in md
+    assert md.rstrip().endswith("| n/a |")  # no per-case values, no interval: "beats centre?" is not claimed
     assert "bn2" not in md.split("\n", 2)[2]  # the layer not chosen on validation is never reported on test

@@ -3,7 +3,7 @@
     python -m training.explain_truth relevance --weights weights/NAME --data-root DIR [--split test|val]
         [--max-cases N] [--out FILE.json]
     python -m training.explain_truth reliance --weights weights/NAME --data-root DIR [--split ...] [--out ...]
-    python -m training.explain_truth --table docs/explanations [--write docs/EXPLANATIONS.md]
+    python -m training.explain_truth --table docs/explanations [--write docs/EXPLANATIONS.md] [--update-cards]
 
 Every case is read as a class pair: its true class and its **rival**, the class the model finds most
 probable after the true one (the runner-up of a correct prediction; the wrong prediction otherwise).
@@ -394,6 +394,38 @@ def reliance_table(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def card_block(result: dict[str, Any]) -> dict[str, Any]:
+    """The card's `explain_relevance`: per relevance method, mean Spearman rho against the design's pair
+    truth with its 95% interval, for the app's bars (target P(true class)) and for the log-odds target,
+    beside the random-bars floor and the design's own ceiling (what the relevance tab quotes)."""
+    from skinui.explain.methods import METHOD_LABELS
+
+    def pick(method: str) -> dict[str, Any]:
+        return {t: result["summary"][method][t]["design"] for t in TARGETS}
+
+    return {"split": result["split"], "cases_scored": result["cases_scored"], "cases_left_out": result["cases_left_out"],
+            "truth": "SynthDerm's design: how well each field separates the true class from its rival "
+                     "(python -m training.explain_truth; docs/EXPLANATIONS.md)",
+            "score": "mean Spearman rho between |relevance| per field and the truth; 0 = chance, 1 = the design's order",
+            "methods": {m: pick(m) for m in METHOD_LABELS if m in result["summary"]},
+            "random": pick("random") if "random" in result["summary"] else None,
+            "ceiling": pick("bayes_llr") if "bayes_llr" in result["summary"] else None}
+
+
+def update_cards(folder: Path, weights_dir: str) -> list[str]:
+    """Write `explain_relevance` into each measured entry's card (test split), touching no other key."""
+    from skinui.zoo import list_entries, write_card
+
+    written = []
+    for path in sorted(folder.glob("*.truth-relevance.test.json")):
+        result = json.loads(path.read_text())
+        fresh = next((c for c in list_entries(weights_dir) if c["name"] == result["entry"]), None)
+        if fresh is not None:
+            write_card({**fresh, "explain_relevance": card_block(result)}, weights_dir)
+            written.append(result["entry"])
+    return written
+
+
 # -- command line ---------------------------------------------------------------------------------------
 
 def _run(kind: str, args: argparse.Namespace) -> int:
@@ -431,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cases", type=int, default=None, help="the first N cases of the split")
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep-rows", action="store_true", help="also write every case's row to --out")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="with --table: write each entry's explain_relevance (test split) into its card")
+    ap.add_argument("--weights-dir", default="weights")
     args = ap.parse_args(argv)
     if args.table is not None:
         blocks = {"relevance-truth": relevance_table(args.table), "alpha-reliance": reliance_table(args.table)}
@@ -442,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_section(args.write, key, body, command)
         else:
             print("\n".join(blocks.values()))
+        if args.update_cards:
+            print("cards updated: " + ", ".join(update_cards(args.table, args.weights_dir)), file=sys.stderr)
         return 0
     if not args.kind or not args.weights or not args.data_root:
         ap.error("give relevance|reliance with --weights and --data-root (or --table DIR)")

@@ -21,10 +21,38 @@ from typing import Any
 
 import numpy as np
 
-from training.measure_cli import entry_measure_parser
+from training.measure_cli import case_group, entry_measure_parser, to_json
 
 CARD_KEYS = ("n", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
              "beats_random_deletion", "beats_random_insertion", "full_probability", "baseline_probability")
+MARGINS = ("deletion_margin", "insertion_margin")  # random minus map (deletion), map minus random (insertion)
+
+
+def margins(image: dict[str, Any], n_boot: int = 2000) -> dict[str, Any]:
+    """By how much the map beats random per case, averaged, with 95% bootstrap intervals over lesions or
+    patients (a row without a `group` counts as its own): {"deletion_margin", "insertion_margin",
+    "n_groups"}, each margin {"estimate", "ci"}; positive = better than random. Replaces the summary's
+    normal-approximation intervals over cases."""
+    from skinui.stats import bootstrap_mean
+
+    rows = image.get("cases") or []
+    if not rows:
+        return {}
+    groups = [r.get("group") or r["case_id"] for r in rows]
+    d = bootstrap_mean([r["random_deletion_auc"] - r["deletion_auc"] for r in rows], groups, n_boot)
+    i = bootstrap_mean([r["insertion_auc"] - r["random_insertion_auc"] for r in rows], groups, n_boot)
+    return {"deletion_margin": {"estimate": d["estimate"], "ci": d["ci"]},
+            "insertion_margin": {"estimate": i["estimate"], "ci": i["ci"]}, "n_groups": d["n_groups"],
+            "interval": "95% percentile bootstrap over lesions/patients (2000 replicates)"}
+
+
+def fmt_ci(block: dict[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
+    """"0.083 [0.071, 0.095]" (a signed "+0.083 [...]" with `signed`); "n/a" where undefined."""
+    if not block or block.get("estimate") is None:
+        return "n/a"
+    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    lo, hi = block.get("ci") or (None, None)
+    return f.format(block["estimate"]) + (f" [{f.format(lo)}, {f.format(hi)}]" if lo is not None else "")
 
 
 def layer_name(encoder: Any) -> str:
@@ -41,9 +69,11 @@ def sample(cases: list[Any], max_cases: int | None, seed: int = 0) -> list[Any]:
     return [cases[i] for i in keep]
 
 
-def case_row(case: Any, row: dict[str, Any], classes: list[str]) -> dict[str, Any]:
-    """One case's numbers, rounded: what the JSON keeps per case (enough for paired intervals later)."""
-    return {"case_id": case.case_id, "target": classes[row["target"]], "full": round(row["full"], 4),
+def case_row(case: Any, row: dict[str, Any], classes: list[str], group: str | None = None) -> dict[str, Any]:
+    """One case's numbers, rounded: what the JSON keeps per case (enough for the paired intervals), with the
+    lesion or patient the bootstrap resamples by."""
+    return {"case_id": case.case_id, "group": group or case.case_id, "target": classes[row["target"]],
+            "full": round(row["full"], 4),
             "baseline": round(row["baseline"], 4),
             **{f"{p}{k}_auc": round(row[kind][f"{k}_auc"], 4)
                for kind, p in (("map", ""), ("random", "random_")) for k in ("deletion", "insertion")}}
@@ -68,23 +98,12 @@ def measure(entry: Any, cases: list[Any], steps: int = 16, baseline: str = "blur
             row = case_faithfulness(encoded, m, cam, steps=steps, baseline=baseline,
                                     seeds=tuple(range(seeds)), grid=grids[m])
             rows.setdefault(m, []).append(row)
-            kept.setdefault(m, []).append(case_row(case, row, entry.classes))
+            kept.setdefault(m, []).append(case_row(case, row, entry.classes, case_group(entry.card, case)))
         if (i + 1) % 50 == 0:
             print(f"{entry.name}: {i + 1}/{len(cases)} cases", file=sys.stderr, flush=True)
     encoders = entry.model.image_encoders
     return {m: {"layer": layer_name(encoders[m]), "grid": grids[m],
                 "summary": {**summarise(r), "flat_maps": flat[m]}, "cases": kept[m]} for m, r in rows.items()}
-
-
-def to_json(value: Any, indent: str = "") -> str:
-    """JSON with objects indented, but each list of numbers and each per-case row on one line."""
-    inner = indent + " "
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(k)}: {to_json(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return "[\n" + ",\n".join(inner + json.dumps(v) for v in value) + "\n" + indent + "]"
-    return json.dumps(value)
 
 
 def load_results(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -97,14 +116,16 @@ def load_results(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def table(folder: Path) -> str:
-    """Markdown: per entry and image, the test split's areas for the map and for random, the share
-    of cases where the map beats random, and the same shares on validation (a replication)."""
+    """Markdown: per entry and image, the test split's areas for the map and for random, the mean margins
+    by which the map beats random with their intervals, the share of cases where it does, and the same
+    shares on validation (a replication)."""
     def pair(s: dict[str, Any], a: str, b: str) -> str:
         return f"{s[a]:.3f} · {s[b]:.3f}"
 
     lines = ["| entry · image | layer | test cases | p(class): image → blurred | deletion AUC: map · random ↓ | "
-             "insertion AUC: map · random ↑ | map beats random: deletion · insertion | val (cases): beats random |",
-             "|---|---|---:|---|---|---|---|---|"]
+             "insertion AUC: map · random ↑ | map better than random, deletion (95% CI) | map better than random, "
+             "insertion (95% CI) | map beats random: deletion · insertion | val (cases): beats random |",
+             "|---|---|---:|---|---|---|---:|---:|---|---|"]
     for entry, splits in load_results(folder).items():
         test, val = splits.get("test"), splits.get("val")
         if test is None:
@@ -113,20 +134,23 @@ def table(folder: Path) -> str:
             s = image["summary"]
             v = ((val or {}).get("images") or {}).get(m, {}).get("summary")
             val_cell = f"{pair(v, 'beats_random_deletion', 'beats_random_insertion')} ({v['n']})" if v else "n/a"
+            b = margins(image)
             lines.append(f"| `{entry}` · {m} | {image['layer']} | {s['n']} | {s['full_probability']:.3f} → "
                          f"{s['baseline_probability']:.3f} | {pair(s, 'deletion_auc', 'random_deletion_auc')} | "
                          f"{pair(s, 'insertion_auc', 'random_insertion_auc')} | "
+                         f"{fmt_ci(b.get('deletion_margin'), signed=True)} | {fmt_ci(b.get('insertion_margin'), signed=True)} | "
                          f"{pair(s, 'beats_random_deletion', 'beats_random_insertion')} | {val_cell} |")
     return "\n".join(lines) + "\n"
 
 
 def card_block(splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The card's `explain_faithfulness`: per image, the method and each split's compact summary."""
+    """The card's `explain_faithfulness`: per image, the method and each split's compact summary with the
+    margins over random and their 95% intervals."""
     block: dict[str, Any] = {}
     for split, result in sorted(splits.items()):
         for m, image in result["images"].items():
             entry = block.setdefault(m, {"layer": image["layer"], **result["method"]})
-            entry[split] = {k: image["summary"][k] for k in CARD_KEYS}
+            entry[split] = {**{k: image["summary"][k] for k in CARD_KEYS}, **margins(image)}
     return block
 
 

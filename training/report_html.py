@@ -8,6 +8,7 @@ from typing import Any
 from skinui import plots
 from skinui.evidence import signed_interval
 from skinui.metrics import METRIC_KEYS
+from training.explain_report import section_html
 
 
 def _fmt(value: Any) -> str:
@@ -123,7 +124,7 @@ def write_html(path: Path, rep: dict[str, Any], extras: dict[str, Any], card: di
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}.warn{{color:#a00}}</style></head><body>
 <h1>{html.escape(card.get('title') or rep['entry'])}</h1>
 <p>{html.escape(rep['dataset'])}, {html.escape(rep['split_note'])}. Research and teaching tool, not a medical device.</p>
-{leaky}<p>{summary}</p>{_table(rep)}{_trust(rep)}{trust_features(card)}
+{leaky}<p>{summary}</p>{_table(rep)}{_trust(rep)}{trust_features(card)}{section_html(rep.get("explanations"))}
 {''.join(f'<div>{p}</div>' for p in parts)}
 </body></html>"""
     Path(path).write_text(page)

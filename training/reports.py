@@ -6,7 +6,9 @@
 Each entry is scored on its own re-derived, SHA-checked test split (`training evaluate`), as stored
 in `weights/` (fp16 included), and gets `OUT/<entry>/report.json` and `report.html`; the HTML pages
 share one local copy of plotly.js (`OUT/plotly.min.js`), so they work offline. `OUT/README.md`
-indexes them. `--update-cards` writes the measured test metrics, calibration bins, validation metrics (same
+indexes them. Each report also carries the entry's measured explanation quality (`explanations`,
+`training/explain_report.py`: from `--explanations DIR` and the card; "not measured (why)" where absent).
+`--update-cards` writes the measured test metrics, calibration bins, validation metrics (same
 decision rule), bootstrap intervals and paired comparisons (`training/comparisons.py`) back into
 each model card, so the card, the app and the report show the same numbers for the stored weights.
 Every entry of a dataset named by NAMES is scored (the comparisons are paired across them); only
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training import explain_report
 from training.evaluate import EncodeCache, EvaluationError, card_metrics, evaluate_entry
 from training.trust import TRUST_CARD_KEYS
 
@@ -128,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/reports")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ap.add_argument("--update-cards", action="store_true", help="write the measured test metrics into the cards")
+    ap.add_argument("--explanations", default="docs/explanations",
+                    help="the per-entry explanation measurements each report's `explanations` section reads")
     args = ap.parse_args(argv)
     roots = dict(item.split("=", 1) for item in args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", out / "plotly.min.js")
     device, cache = pick_device(args.device), EncodeCache()
+    measured = explain_report.measured_blocks(Path(args.explanations))
     every = list_entries(args.weights_dir)
     cards = [c for c in every if not args.names or c["name"] in args.names]
     skipped: dict[str, str] = {}  # entry -> why it was not scored this time
@@ -151,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             (out / name).mkdir(exist_ok=True)
             trust = {k: entry.card[k] for k in TRUST_CARD_KEYS if k in entry.card}  # training.trust's blocks
+            rep["explanations"] = explain_report.section(entry.card, measured.get(name))
             (out / name / "report.json").write_text(json.dumps({**rep, **trust}, indent=1) + "\n")
             write_html(out / name / "report.html", rep, extras, entry.card, js_src="../plotly.min.js")
             if args.update_cards:

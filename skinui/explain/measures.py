@@ -67,12 +67,35 @@ def centre_baseline(shape: tuple[int, int], sigma: float = 0.25) -> np.ndarray:
     return np.exp(-(((y - (h - 1) / 2) / (sigma * h)) ** 2 + ((x - (w - 1) / 2) / (sigma * w)) ** 2) / 2)
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over cases of energy, pointing and lesion area, for the map and the centre baseline."""
+def summarise(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
+    """Means over cases of energy, pointing and lesion area, for the map and the centre baseline, with
+    95% bootstrap intervals over each row's `group` (lesion or patient; the row itself without one)
+    for the map's energy and pointing and for its paired margins over the centre baseline."""
+    from skinui.stats import bootstrap_mean
+
     def mean(key: str) -> float | None:
         vals = [float(r[key]) for r in rows if r.get(key) is not None]
         return float(np.mean(vals)) if vals else None
 
-    return {"n": len(rows), "energy_in_lesion": mean("energy"), "pointing_game": mean("pointing"),
-            "lesion_area": mean("area"), "centre_energy_in_lesion": mean("centre_energy"),
-            "centre_pointing_game": mean("centre_pointing"), "flat_maps": sum(r.get("energy") is None for r in rows)}
+    def minus(r: dict[str, Any], key: str) -> float | None:
+        return None if r.get(key) is None else float(r[key]) - float(r[f"centre_{key}"])
+
+    out: dict[str, Any] = {
+        "n": len(rows), "energy_in_lesion": mean("energy"), "pointing_game": mean("pointing"),
+        "lesion_area": mean("area"), "centre_energy_in_lesion": mean("centre_energy"),
+        "centre_pointing_game": mean("centre_pointing"), "flat_maps": sum(r.get("energy") is None for r in rows)}
+    if not rows:
+        return out
+    groups = [r.get("group", i) for i, r in enumerate(rows)]
+    boot = {name: bootstrap_mean(values, groups, n_boot) for name, values in (
+        ("energy_in_lesion", [r.get("energy") for r in rows]), ("pointing_game", [r.get("pointing") for r in rows]),
+        ("energy_minus_centre", [minus(r, "energy") for r in rows]),
+        ("pointing_minus_centre", [minus(r, "pointing") for r in rows]))}
+    out.update({"energy_in_lesion_ci": boot["energy_in_lesion"]["ci"], "pointing_game_ci": boot["pointing_game"]["ci"],
+                "energy_minus_centre": {k: boot["energy_minus_centre"][k] for k in ("estimate", "ci")},
+                "pointing_minus_centre": {k: boot["pointing_minus_centre"][k] for k in ("estimate", "ci")},
+                "n_groups": boot["energy_in_lesion"]["n_groups"], "interval": INTERVAL})
+    return out
+
+
+INTERVAL = "95% percentile bootstrap over lesions/patients (2000 replicates)"

@@ -9,6 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from skinui import evidence, plots
+from skinui.explain import quality
 from skinui.ui import figures, texts
 from skinui.ui.cards import card_fusion, card_structure, short_modalities, usable_modalities
 from skinui.ui.entries import AppError, EntryCache
@@ -106,6 +107,29 @@ def evidence_view(cache: EntryCache, dataset: str | None) -> tuple[Any, str]:
     return plots.interval_figure(rows), evidence.indistinguishable_sentence(cards)
 
 
+RANK_COLUMNS = ["rank", "entry", "inputs", "test bal. acc. (95% CI)", "measure (95% CI)"]
+RANK_DEFAULT = next(iter(quality.RANK_KEYS))
+
+
+def ranking(cache: EntryCache, dataset: str | None, key: str) -> tuple[pd.DataFrame, str]:
+    """(table, sentence): the dataset's entries best first by `key` (accuracy or an explanation measure),
+    from their cards alone; entries without that measure last, saying "not measured" and why."""
+    key = key if key in quality.RANK_KEYS else RANK_DEFAULT
+    cards = [c for c in cache.cards if c.get("dataset") == dataset]
+    rows = quality.rank(cards, key)
+    table = pd.DataFrame([{"rank": r["rank"] or "–", "entry": r["entry"],
+                           "inputs": short_modalities(cache.card(r["entry"]).get("modalities", [])),
+                           "measure (95% CI)": r["text"],
+                           "test bal. acc. (95% CI)": evidence.with_interval(cache.card(r["entry"]))} for r in rows],
+                         columns=RANK_COLUMNS)
+    measured = sum(r["rank"] is not None for r in rows)
+    what = quality.RANK_KEYS[key][2]
+    sentence = (f"Ranked by {what}; {measured} of {len(rows)} entries measured"
+                + (", the rest listed last as not measured." if measured < len(rows) else ".")
+                + (" Neighbouring ranks whose intervals overlap are not clearly different." if measured > 1 else ""))
+    return table, sentence
+
+
 def compare(cache: EntryCache, dataset: str | None, session: Session,
             progress: Any = None) -> tuple[pd.DataFrame, list, str, Any]:
     """(table, thumbnails, agreement sentence, probability matrix) for every entry of `dataset` on the case."""
@@ -159,6 +183,12 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
             gr.Markdown(texts.METRICS_PLAIN, elem_id="compare-metrics-plain")
             intervals_plot = gr.Plot(first_fig, label="Balanced accuracy with 95% bootstrap intervals",
                                      elem_id="compare-intervals")
+        with gr.Accordion("Rank the entries: by accuracy or by how good their explanations are", open=True):
+            rank_key = gr.Radio(list(quality.RANK_KEYS), value=RANK_DEFAULT, label="Rank by", elem_id="compare-rank-key")
+            first_rank, first_rank_text = ranking(ctx.cache, default, RANK_DEFAULT)
+            rank_text = gr.Markdown(first_rank_text, elem_id="compare-rank-text")
+            rank_frame = gr.Dataframe(first_rank, headers=RANK_COLUMNS, interactive=False, label="Entries ranked",
+                                      wrap=True, column_widths=["6%", "22%", "8%", "18%", "46%"], elem_id="compare-rank")
         with gr.Accordion("What each method does (for teachers)", open=True):
             methods = gr.Markdown(methods_markdown(ctx.cache, default), elem_id="compare-methods")
 
@@ -166,15 +196,18 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
         return compare(ctx.cache, ds, session, progress)
 
     run.click(on_run, [dataset, session_state], [frame, gallery, text, matrix], api_visibility="private")
-    def on_dataset(ds: str) -> tuple[str, Any, str]:
+    def on_dataset(ds: str, key: str = RANK_DEFAULT) -> tuple[str, Any, str, Any, str]:
         fig, sentence = evidence_view(ctx.cache, ds)
-        return methods_markdown(ctx.cache, ds), fig, sentence
+        return (methods_markdown(ctx.cache, ds), fig, sentence, *ranking(ctx.cache, ds, key))
 
-    dataset.change(on_dataset, [dataset], [methods, intervals_plot, intervals_text], api_visibility="private")
+    outputs = [methods, intervals_plot, intervals_text, rank_frame, rank_text]
+    dataset.change(on_dataset, [dataset, rank_key], outputs, api_visibility="private")
+    rank_key.change(lambda ds, key: ranking(ctx.cache, ds, key), [dataset, rank_key], [rank_frame, rank_text],
+                    api_visibility="private")
 
     def after_analysis(session: Session) -> list[Any]:
         """Compare defaults to the dataset of the entry that analysed the case (never the start-up one's)."""
         ds = ctx.cache.card(session.entry).get("dataset") if session.entry else default
-        return [gr.update(value=ds), *on_dataset(ds)]
+        return [gr.update(value=ds), *on_dataset(ds)[:3]]  # the ranking follows through dataset.change
 
     ctx.add_view([dataset, methods, intervals_plot, intervals_text], after_analysis)

@@ -5,12 +5,13 @@ from typing import Any
 
 import gradio as gr
 
+from skinui.explain import quality
 from skinui.ui import figures
 from skinui.ui.cards import pixel_modalities
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
-from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_LABELS, MODALITY_TITLES
+from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
 
 NONE = "none"
 
@@ -37,6 +38,7 @@ def panels(ctx: AppContext, name: str | None, session: Session, cams: dict[str, 
 
 
 def caption(name: str | None, target: str | None, cams: dict[str, Any], card: dict[str, Any] | None = None) -> str:
+    """What the maps show, then (with the entry's card) its measured numbers and what they mean."""
     if not name:
         return ""
     if not cams:
@@ -46,27 +48,54 @@ def caption(name: str | None, target: str | None, cams: dict[str, Any], card: di
     if flat:
         text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the "
                  f"explained layer (common for a class the model finds unlikely), so nothing is highlighted.")
-    return text + "".join(f" {localisation_sentence(card, m)}" for m in cams if card is not None)
+    return text + (measures(card, list(cams)) if card is not None else "")
+
+
+MEASURED_HEAD = ("**How good are this entry's maps?** Measured on held-out test cases (docs/EXPLANATIONS.md; "
+                 "95% intervals over lesions or patients):")
+
+
+def measures(card: dict[str, Any], modalities: list[str]) -> str:
+    """The entry's measured numbers for these images (a small table where it has any) and one sentence
+    on what they mean; says plainly when nothing was measured and why."""
+    table = quality.gradcam_table(card, modalities)
+    sentence = meaning(card, modalities)
+    return f"\n\n{MEASURED_HEAD}\n\n{table}\n\n{sentence}" if table else f" {sentence}"
+
+
+def meaning(card: dict[str, Any], modalities: list[str]) -> str:
+    """One sentence on what the measured numbers mean, images with the same verdicts named together."""
+    groups: dict[str, list[str]] = {}
+    for m in modalities:
+        groups.setdefault(localisation_clause(card, m), []).append(m)
+    parts = [clause.format(images=" and ".join(ms)) for clause, ms in groups.items()]
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "; read them as a rough pointer, not an outline of the lesion."
+
+
+def localisation_clause(card: dict[str, Any], modality: str) -> str:
+    """What this image's measured numbers mean, with "{images}" for the image names (so images with the
+    same verdicts share one clause); why not, where the entry was not measured."""
+    t = quality.localisation(card).get(modality)
+    faith = quality.faithfulness_clause(card, modality)
+    if not t or t.get("energy_in_lesion") is None:
+        reason = quality.why_not(card, "localisation")
+        dataset = quality.DATASET_NAMES.get(str(card.get("dataset")), card.get("dataset"))
+        why = (f"{dataset} has no lesion masks to check them against" if reason == "no lesion masks"
+               else "that measurement has not been run for it yet")
+        return f"how well the {{images}} maps find the lesion is not measured for this entry: {why}" + (
+            f", but {faith}" if faith else "")
+    e = t["energy_in_lesion"]
+    area = "more weight on the lesion than" if e > t["lesion_area"] else "no more weight on the lesion than"
+    centre = quality.interval_verdict(t.get("energy_minus_centre")) or (
+        "more than" if e > t["centre_energy_in_lesion"] else "no more than")
+    return (f"the {{images}} maps (layer {t['layer']}, chosen on validation) put {area} an even map and {centre} "
+            f"a blob in the middle of the picture" + (f", and {faith}" if faith else ""))
 
 
 def localisation_sentence(card: dict[str, Any], modality: str) -> str:
-    """How well this entry's maps found the lesion on held-out cases with outlines (docs/EXPLANATIONS.md)."""
-    explain = card.get("explain") or {}
-    measured = (explain.get("localisation") or {}).get(modality)
-    label = MODALITY_LABELS[modality]
-    if not measured:
-        return (f"How well these {label} maps find the lesion is not measured for this entry: its data has no "
-                f"lesion outlines; read them as a rough pointer.")
-    t, layer = measured["test"], explain["gradcam_layer"][modality]
-    e = t["energy_in_lesion"]
-
-    def than(x: float) -> str:
-        return "more than" if e > x else "no more than"
-
-    return (f"Measured on {t['n']} held-out {label}s with lesion outlines, this entry's maps (layer {layer}, "
-            f"chosen on validation) put {e:.0%} of their weight on the lesion: {than(t['lesion_area'])} an even map "
-            f"({t['lesion_area']:.0%}) and {than(t['centre_energy_in_lesion'])} a blob in the middle of the "
-            f"picture ({t['centre_energy_in_lesion']:.0%}), so read them as a rough pointer, not an outline.")
+    """`meaning` for one image."""
+    return meaning(card, [modality])
 
 
 def _card(ctx: AppContext, name: str | None) -> dict[str, Any] | None:
@@ -127,8 +156,9 @@ def build(ctx: AppContext, session_state: gr.State) -> None:
             other = gr.Dropdown([NONE, *ctx.cache.names()], value=NONE, label="Compare with a second entry",
                                 elem_id="cam-compare")
         gr.Markdown("Measured against lesion masks (docs/EXPLANATIONS.md), these maps put more weight on "
-                    "the lesion than a uniform map but less than a blob drawn in the middle of the picture: "
-                    "read them as where the model drew its evidence from, not as an outline of the lesion.",
+                    "the lesion than a uniform map but, for most entries, no more than a blob drawn in the middle "
+                    "of the picture: read them as where the model drew its evidence from, not as an outline of the "
+                    "lesion. Each entry's own measured numbers are under its caption.",
                     elem_id="cam-caution")
         with gr.Row(equal_height=False):  # the two entries side by side, one column each
             with gr.Column():

@@ -5,7 +5,7 @@ from typing import Any
 
 import gradio as gr
 
-from skinui.explain import METHOD_LABELS
+from skinui.explain import METHOD_LABELS, quality
 from skinui.ui import figures, texts, whatif
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
@@ -55,14 +55,34 @@ def note_for(session: Session) -> str:
     return " ".join(t for t in (EXPLAINER, disagreement(ex.relevance)) if t)
 
 
+def shown_methods(mode: str) -> list[str]:
+    """The relevance methods a mode shows (all of them side by side, or one)."""
+    return [m for m in METHOD_LABELS if mode in (BOTH, METHOD_LABELS[m])]
+
+
+def measured(ctx: AppContext, session: Session, mode: str) -> str:
+    """The analysed entry's measured relevance quality for the methods shown (or why there is none)."""
+    if session.explanation is None or not session.explanation.relevance or not session.entry:
+        return ""
+    try:
+        return quality.relevance_sentence(ctx.cache.card(session.entry), shown_methods(mode))
+    except AppError:
+        return ""
+
+
+def with_measured(note: str, ctx: AppContext, session: Session, mode: str) -> str:
+    return "\n\n".join(t for t in (note, measured(ctx, session, mode)) if t)
+
+
 def render(ctx: AppContext, session: Session) -> list[Any]:
-    """[class picker, note, one plot per method]."""
+    """[class picker, note (with the entry's measured relevance quality), one plot per method]."""
     ex = session.explanation
     classes = ex.classes if ex is not None else []
     picker = gr.update(choices=[PREDICTED, *classes], value=PREDICTED)
     scores = ex.relevance if ex is not None else {}
     raw = ex.relevance_raw if ex is not None else {}
-    return [picker, note_for(session), *plots_for(scores, ex.target if ex else "", BOTH, raw, session.metadata)]
+    return [picker, with_measured(note_for(session), ctx, session, BOTH),
+            *plots_for(scores, ex.target if ex else "", BOTH, raw, session.metadata)]
 
 
 def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list[Any]:
@@ -80,8 +100,9 @@ def on_change(ctx: AppContext, choice: str, mode: str, session: Session) -> list
             target = enc.classes[t]
     except (AppError, ValueError) as err:
         return [f"⚠️ {err}", *plots_for({}, "", mode)]
-    return [" ".join(t for t in (note_for(session), disagreement(scores)) if t and t not in note_for(session)) or
-            note_for(session), *plots_for(scores, target, mode, raw, session.metadata)]
+    note = " ".join(t for t in (note_for(session), disagreement(scores)) if t and t not in note_for(session)) or \
+        note_for(session)
+    return [with_measured(note, ctx, session, mode), *plots_for(scores, target, mode, raw, session.metadata)]
 
 
 # -- What if? (one metadata field changed, the image features reused) ---------------------------------

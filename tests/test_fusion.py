@@ -31,7 +31,8 @@ def test_shape_and_gradients_reach_both_modalities(name):
 
 def test_registry_holds_every_method():
     assert set(FUSIONS.names()) == {"concat", "weighted_concat", "hadamard", "tensor", "bilinear", "gated",
-                                    "self_attention", "cross_attention", "metablock", "metanet", "mmfa"}
+                                    "self_attention", "cross_attention", "metablock", "metanet", "mmfa",
+                                    "mmfa_tang"}
 
 
 def test_concat_is_plain_concatenation():
@@ -141,3 +142,65 @@ def test_mmfa_full_is_attention_plus_skip_and_switches_validate():
     assert not hasattr(attn_only, "w_skip")
     with pytest.raises(ValueError, match="attention, skip or both"):
         _build("mmfa", attention=False, skip=False)
+
+
+def _tang_reference(fusion, fi: torch.Tensor, fm: torch.Tensor) -> torch.Tensor:
+    """Tang's MMFA written out by hand: Q/K/V as thirds of Linear+BN, metadata token first, MHA,
+    Linear+BN on the two attended tokens (metadata's first), plus [f_I ; f_M]."""
+    d, h = fusion.dim, fusion.heads
+    parts = []
+    for proj, x in ((fusion.qkv_meta, fm), (fusion.qkv_image, fi)):  # metadata first
+        y = proj[1](proj[0](x))
+        parts.append((y[:, :d], y[:, d:2 * d], y[:, 2 * d:]))
+    q, k, v = (torch.stack([p[i] for p in parts], 1).view(B, 2, h, d // h).transpose(1, 2) for i in range(3))
+    o = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, 2 * d)
+    return fusion.out[1](fusion.out[0](o)) + torch.cat([fi, fm], 1)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_mmfa_tang_is_thirds_of_linear_bn_metadata_first_attention_plus_residual(train):
+    fusion = _build("mmfa_tang").train(train)
+    with torch.no_grad():  # give the BatchNorms non-trivial affine terms and running statistics
+        for bn in (fusion.qkv_meta[1], fusion.qkv_image[1], fusion.out[1]):
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2)
+    assert fusion.out_dim == DI + DM
+    for proj, width in ((fusion.qkv_meta, DM), (fusion.qkv_image, DI)):  # per modality: Linear then BatchNorm
+        assert isinstance(proj[0], torch.nn.Linear) and isinstance(proj[1], torch.nn.BatchNorm1d)
+        assert proj[0].in_features == width and proj[1].num_features == 3 * fusion.dim
+    fi, fm = _inputs()
+    with torch.no_grad():
+        out = fusion(fi, fm)
+        assert out.shape == (B, DI + DM)
+        assert torch.allclose(out, _tang_reference(fusion, fi, fm), atol=1e-5)
+    assert fusion.last_attention.shape == (B, 2, 2, 2)
+
+
+def test_mmfa_tang_token_order_is_metadata_first():
+    fusion = _build("mmfa_tang").eval()
+    fi, fm = _inputs()
+    seen = {}
+    attend = fusion.multi_head
+
+    def spy(qkv: torch.Tensor) -> torch.Tensor:
+        seen["qkv"] = qkv
+        return attend(qkv)
+
+    fusion.multi_head = spy
+    with torch.no_grad():
+        out = fusion(fi, fm)
+        assert torch.equal(seen["qkv"][:, 0], fusion.qkv_meta(fm)) and torch.equal(seen["qkv"][:, 1], fusion.qkv_image(fi))
+        # the image-first order (JI-ADF's) gives another output from the same weights
+        o = attend(torch.stack([fusion.qkv_image(fi), fusion.qkv_meta(fm)], 1))
+        assert not torch.allclose(fusion.out(o) + torch.cat([fi, fm], 1), out, atol=1e-4)
+
+
+def test_mmfa_tang_residual_is_the_plain_concatenation():
+    fusion = _build("mmfa_tang")
+    with torch.no_grad():  # switch the attention path off at its last BatchNorm
+        fusion.out[1].weight.zero_(), fusion.out[1].bias.zero_()
+    fi, fm = _inputs()
+    for train in (True, False):
+        fusion.train(train)
+        with torch.no_grad():
+            assert torch.equal(fusion(fi, fm), torch.cat([fi, fm], 1))
+    assert not hasattr(fusion, "w_skip") and not any(isinstance(m, torch.nn.ReLU) for m in fusion.modules())

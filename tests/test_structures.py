@@ -103,6 +103,30 @@ def test_fixed_average_variant_and_jif_average_present_branches():
     assert torch.allclose(jif.loss(out, TARGET), ce["joint"] + 0.5 * ce["image"] + 0.5 * ce["metadata"], atol=1e-5)
 
 
+def test_jif_inference_all_is_the_mean_of_three_softmaxes_and_ofb_the_fused_head():
+    cfg = {**_cfg(BIMODAL, fusion="mmfa_tang"), "structure": {"name": "jif"}}
+    batch = {**_batch(BIMODAL), "mask": {"metadata": torch.tensor([True, True, False, True])}}
+    torch.manual_seed(0)
+    every = build_model(cfg).eval()
+    assert every.structure.inference == "all"  # the default: shipped JIF entries keep their behaviour
+    torch.manual_seed(0)
+    ofb = build_model({**cfg, "structure": {"name": "jif", "inference": "ofb"}}).eval()
+    out_all, out_ofb = every({**batch, "mask": {}}), ofb(batch)
+    soft = {b: out_all.branch_logits[b].softmax(1) for b in ("image", "joint", "metadata")}
+    assert torch.allclose(out_all.probs, (soft["image"] + soft["joint"] + soft["metadata"]) / 3, atol=1e-6)
+    assert torch.equal(out_ofb.probs, out_ofb.branch_logits["joint"].softmax(1))  # absent metadata or not
+    assert torch.equal(out_ofb.alpha, torch.tensor([[0.0, 1.0, 0.0]]).expand(B, 3))
+    # same weights, same branch logits: only the decision differs; the loss is Tang's in both modes
+    full = ofb({**batch, "mask": {}})
+    assert torch.allclose(full.branch_logits["joint"], out_all.branch_logits["joint"], atol=1e-6)
+    ce = {b: F.cross_entropy(full.branch_logits[b], TARGET) for b in ("image", "joint", "metadata")}
+    assert torch.allclose(ofb.loss(full, TARGET), ce["joint"] + 0.5 * ce["image"] + 0.5 * ce["metadata"], atol=1e-5)
+    with pytest.raises(ValueError, match="not one of all, ofb"):
+        build_model({**cfg, "structure": {"name": "jif", "inference": "joint"}})
+    with pytest.raises(ValueError, match="adaptively"):
+        build_model({**cfg, "structure": {"name": "jiadf", "inference": "ofb"}})
+
+
 def test_unimodal_baselines_and_structures_that_need_two_modalities():
     for mods in (["dermoscopic"], ["metadata"]):
         model = build_model(_cfg(mods, "late"))

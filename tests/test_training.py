@@ -345,3 +345,19 @@ def test_retrain_orders_stage1_before_the_stage2_entries_that_read_it():
     last_fit = max(at.values())
     assert all(i > last_fit for i, c in enumerate(cmds) if "training.trust " in c or "training.reports" in c)
     assert all("--data-root DATA" in c for c in fits) and any("training.seeds" in c for c in cmds)
+
+
+def test_seed_scratch_zoo_picks_up_files_added_or_changed_since_it_was_made(tmp_path):
+    from training.seeds import scratch_zoo
+
+    weights, zoo = tmp_path / "weights", tmp_path / "zoo"
+    (weights / "shared").mkdir(parents=True)
+    (weights / "shared" / "enc.safetensors").write_bytes(b"a")
+    for ext in (".json", ".safetensors"):
+        (weights / f"stage1{ext}").write_bytes(b"v1")
+    scratch_zoo({"stage1"}, weights, zoo)
+    (weights / "shared" / "ood-1.safetensors").write_bytes(b"new")  # a trust run added a file
+    (weights / "stage1.json").write_bytes(b"v2")  # the stage-1 entry was retrained
+    scratch_zoo({"stage1"}, weights, zoo)
+    assert (zoo / "shared" / "ood-1.safetensors").read_bytes() == b"new"
+    assert (zoo / "stage1.json").read_bytes() == b"v2" and (zoo / "shared" / "enc.safetensors").read_bytes() == b"a"

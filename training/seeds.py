@@ -30,14 +30,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def scratch_zoo(backbones: set[str], weights: Path, target: Path) -> None:
-    """`target` holds the shared encoders and the stage-1 entries `backbones` (copied from `weights`)."""
-    target.mkdir(parents=True, exist_ok=True)
-    if not (target / "shared").is_dir():
-        shutil.copytree(weights / "shared", target / "shared")
-    for name in backbones:
-        for ext in (".json", ".safetensors"):
-            if not (target / f"{name}{ext}").is_file():
-                shutil.copyfile(weights / f"{name}{ext}", target / f"{name}{ext}")
+    """`target` holds the shared files and the stage-1 entries `backbones`, as they are in `weights` now.
+
+    Files are refreshed when they differ: a scratch zoo outlives the runs that made it, and a
+    retrained stage-1 entry or a new out-of-distribution file must reach the next seed's run.
+    """
+    import filecmp
+
+    (target / "shared").mkdir(parents=True, exist_ok=True)
+    wanted = [(p, target / "shared" / p.name) for p in sorted((weights / "shared").iterdir()) if p.is_file()]
+    wanted += [(weights / f"{n}{ext}", target / f"{n}{ext}") for n in sorted(backbones) for ext in (".json", ".safetensors")]
+    for src, dst in wanted:
+        if not dst.is_file() or not filecmp.cmp(src, dst, shallow=False):
+            shutil.copyfile(src, dst)
 
 
 def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root: str | None = None) -> dict[str, Any]:

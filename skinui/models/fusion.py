@@ -224,23 +224,44 @@ class MetaNet(FusionBase):
         return self.dropout(f_image * g)
 
 
+class QKVAttention(FusionBase):
+    """Multi-head scaled dot-product attention over modality tokens, shared by both MMFAs.
+
+    Each token arrives as one vector [q | k | v] of width 3 * dim (split in thirds); each third is
+    split into `heads` heads. The attended tokens come back concatenated in token order.
+    """
+
+    def __init__(self, dim_image: int, dim_meta: int, heads: int = 4, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, **kw)
+        if self.dim % heads:
+            raise ValueError(f"{type(self).__name__}: dim {self.dim} is not divisible by heads={heads}")
+        self.heads = heads
+
+    def multi_head(self, qkv: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3*dim] -> [B, T*dim]; keeps the attention map [B, heads, T, T] in `last_attention`."""
+        b, t = qkv.shape[:2]
+        q, k, v = qkv.view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # each [B, heads, T, dim/heads]
+        w = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1)
+        self.last_attention = w.detach()
+        return (w @ v).transpose(1, 2).reshape(b, -1)
+
+
 @FUSIONS.register("mmfa")
-class MMFA(FusionBase):
+class MMFA(QKVAttention):
     """JI-ADF's multimodal feature attention (eq. 8-11).
 
-    Per-modality Q/K/V projections make two tokens; multi-head attention over them gives o,
-    projected by g(o) = ReLU(W_o o); the residual W_skip [f_I || f_M] is added:
+    Per-modality Q/K/V projections make two tokens (image first); multi-head attention over them
+    gives o, projected by g(o) = ReLU(W_o o); the residual W_skip [f_I || f_M] is added:
     f_IM = g(o) + W_skip [f_I || f_M]. `attention: false` / `skip: false` give the paper's ablation.
+    Tang et al.'s original MMFA, which differs, is `mmfa_tang`.
     """
 
     def __init__(self, dim_image: int, dim_meta: int, heads: int = 4, attention: bool = True, skip: bool = True,
                  **kw: Any) -> None:
-        super().__init__(dim_image, dim_meta, **kw)
+        super().__init__(dim_image, dim_meta, heads=heads, **kw)
         if not (attention or skip):
             raise ValueError("mmfa needs attention, skip or both switched on")
-        if self.dim % heads:
-            raise ValueError(f"mmfa: dim {self.dim} is not divisible by heads={heads}")
-        self.heads, self.use_attention, self.use_skip = heads, attention, skip
+        self.use_attention, self.use_skip = attention, skip
         if attention:
             self.qkv_image = nn.Linear(dim_image, 3 * self.dim)
             self.qkv_meta = nn.Linear(dim_meta, 3 * self.dim)
@@ -250,13 +271,8 @@ class MMFA(FusionBase):
         self.out_dim = self.dim
 
     def attend(self, f_image: torch.Tensor, f_meta: torch.Tensor) -> torch.Tensor:
-        b, h = f_image.shape[0], self.heads
-        qkv = torch.stack([self.qkv_image(f_image), self.qkv_meta(f_meta)], 1)  # [B, 2, 3*dim]
-        q, k, v = qkv.view(b, 2, 3, h, -1).permute(2, 0, 3, 1, 4)  # each [B, heads, 2, dim/heads]
-        w = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1)
-        self.last_attention = w.detach()  # [B, heads, 2, 2]
-        o = (w @ v).transpose(1, 2).reshape(b, -1)  # both tokens' heads, concatenated: [B, 2*dim]
-        return self.g(o)
+        qkv = torch.stack([self.qkv_image(f_image), self.qkv_meta(f_meta)], 1)  # [B, 2, 3*dim], image first
+        return self.g(self.multi_head(qkv))
 
     def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor) -> torch.Tensor:
         z = 0
@@ -265,6 +281,37 @@ class MMFA(FusionBase):
         if self.use_skip:
             z = z + self.w_skip(torch.cat([f_image, f_meta], 1))
         return self.dropout(z)
+
+
+@FUSIONS.register("mmfa_tang")
+class MMFATang(QKVAttention):
+    """Tang et al.'s multi-modal fusion attention (Pattern Recognition 154, 110604, 2024), as written there.
+
+    Each modality goes through its own Linear + BatchNorm to one [q | k | v] vector (split in
+    thirds); the two tokens are stacked metadata first; multi-head attention mixes them; the
+    attended tokens, concatenated, go through Linear + BatchNorm back to the input width, and the
+    input itself is added: f_IM = BN(W_o MHA(Q, K, V)) + [f_I || f_M], width D_I + D_M.
+
+    Unlike JI-ADF's `mmfa`: BatchNorm after the Q/K/V and output projections, no ReLU on the
+    output, an identity residual instead of a learned W_skip, output width D_I + D_M instead of
+    `dim`, and the metadata token first. `dim` (Q/K/V width per token) and `heads` are open in the
+    paper's equations and stay configurable.
+    """
+
+    def __init__(self, dim_image: int, dim_meta: int, heads: int = 4, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, heads=heads, **kw)
+        self.qkv_meta = nn.Sequential(nn.Linear(dim_meta, 3 * self.dim), nn.BatchNorm1d(3 * self.dim))
+        self.qkv_image = nn.Sequential(nn.Linear(dim_image, 3 * self.dim), nn.BatchNorm1d(3 * self.dim))
+        self.out_dim = dim_image + dim_meta
+        self.out = nn.Sequential(nn.Linear(2 * self.dim, self.out_dim), nn.BatchNorm1d(self.out_dim))
+
+    def attend(self, f_image: torch.Tensor, f_meta: torch.Tensor) -> torch.Tensor:
+        """The attention path alone: BN(W_o MHA(...)), [B, D_I + D_M]."""
+        qkv = torch.stack([self.qkv_meta(f_meta), self.qkv_image(f_image)], 1)  # [B, 2, 3*dim], metadata first
+        return self.out(self.multi_head(qkv))
+
+    def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.attend(f_image, f_meta) + torch.cat([f_image, f_meta], 1))
 
 
 def build_fusion(cfg: dict[str, Any], dim_image: int, dim_meta: int) -> FusionBase:

@@ -109,25 +109,36 @@ class JointFusion(StructureBase):
 
 @STRUCTURES.register("jif")
 class JointIndividualFusion(JointFusion):
-    """Joint head plus one head per modality; posteriors averaged over the present branches.
+    """Joint head plus one head per modality (Tang et al. 2024).
 
     Loss: weighted branch cross-entropies, Tang's defaults joint 1.0, image 0.5, metadata 0.5.
-    An absent branch (all its modalities missing for a sample) gets weight 0 when
-    `drop_absent_branch` is on, and its auxiliary loss is masked out for that sample.
+    Inference (`inference`): `all` (default) averages the posteriors of the present branches,
+    Tang's "All"; `ofb` is the fused head's softmax alone, Tang's "OFB" (the individual heads
+    then only shape training). An absent branch (all its modalities missing for a sample) gets
+    weight 0 when `drop_absent_branch` is on, and its auxiliary loss is masked out for that sample.
     """
 
     default_weights = {"joint": 1.0, "image": 0.5, "metadata": 0.5}
+    INFERENCE = ("all", "ofb")
 
     def __init__(self, dim_image: int, dim_meta: int, num_classes: int, dropout: float = 0.2,
-                 loss_weights: dict[str, float] | None = None, drop_absent_branch: bool = True, **kw: Any) -> None:
+                 loss_weights: dict[str, float] | None = None, drop_absent_branch: bool = True,
+                 inference: str = "all", **kw: Any) -> None:
         super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
+        if inference not in self.INFERENCE:
+            raise ValueError(f"structure inference {inference!r} is not one of {', '.join(self.INFERENCE)}.")
         self.image_head = _head(dim_image, num_classes, dropout)
         self.meta_head = _head(dim_meta, num_classes, dropout)
         self.loss_weights = {**self.default_weights, **(loss_weights or {})}
         self.drop_absent_branch = drop_absent_branch
+        self.inference = inference
 
     def branch_weights(self, z: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """Fixed averaging over present branches: [B, 3] rows summing to 1."""
+        """Fixed weights: [B, 3] rows summing to 1, the mean over present branches (all) or the joint head (ofb)."""
+        if self.inference == "ofb":  # the joint branch is always present
+            w = torch.zeros_like(mask)
+            w[:, BRANCHES.index("joint")] = 1.0
+            return w
         return mask / mask.sum(1, keepdim=True)
 
     def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor, present: torch.Tensor) -> ModelOutput:
@@ -166,6 +177,8 @@ class JIADF(JointIndividualFusion):
     def __init__(self, dim_image: int, dim_meta: int, num_classes: int, gate_hidden: int = 64,
                  aux: bool = True, adaptive: bool = True, **kw: Any) -> None:
         super().__init__(dim_image, dim_meta, num_classes, **kw)
+        if adaptive and self.inference != "all":
+            raise ValueError("jiadf weighs its branches adaptively; inference applies only with adaptive: false.")
         self.aux, self.adaptive = aux, adaptive
         if adaptive:
             self.gate = nn.Sequential(nn.Linear(3 * num_classes, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, 3))

@@ -74,6 +74,15 @@ FUSION_TEXTS: dict[str, tuple[str, str]] = {
         "(skip) projection of both feature vectors.",
         "o = MHA(Q, K, V) over {f_I, f_M},  f_J = g(o) + W_skip [f_I ; f_M]",
     ),
+    "mmfa_tang": (
+        "MMFA as Tang et al. first wrote it: each modality goes through a linear layer and batch "
+        "normalisation that give its query, key and value; the metadata token comes first; a "
+        "multi-head attention mixes the two tokens, a linear layer and batch normalisation bring the "
+        "result back to the width of both inputs, and the inputs themselves are added unchanged. "
+        "Unlike JI-ADF's MMFA, there is no learned skip projection and the fused vector keeps the full "
+        "width of the image and metadata features.",
+        "[Q;K;V]_m = BN(W_m f_m),  o = MHA over {f_M, f_I},  f_J = BN(W_o o) + [f_I ; f_M]",
+    ),
 }
 
 STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
@@ -90,8 +99,9 @@ STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "jif": (
         "Joint-individual fusion (JIF): besides the joint head, the image and the metadata each get "
-        "their own classifier head trained with auxiliary losses; the three predictions are averaged.",
-        "P = (P_I + P_IM + P_M) / 3",
+        "their own classifier head trained with auxiliary losses; the three predictions are averaged "
+        "(Tang's \"All\"), or an entry decides from the joint head alone (Tang's \"OFB\"; its card says which).",
+        "L = L_IM + 0.5 L_I + 0.5 L_M,  P = (P_I + P_IM + P_M) / 3  (All)  or  P = P_IM  (OFB)",
     ),
     "jiadf": (
         "JI-ADF (joint-individual fusion with adaptive decision fusion): like JIF, but a small "
@@ -152,7 +162,11 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
                     "dermoscopy images for skin disease diagnosis. ISBI 2020."),
         "mmfa": ("Tang et al. 2024", "Tang P., Yan X., Nan Y., Hu X., Menze B.H., Krammer S., Lasser T. "
                  "Joint-individual fusion structure with fusion attention module for multi-modal skin cancer "
-                 "classification. Pattern Recognition 154, 110604, 2024."),
+                 "classification. Pattern Recognition 154, 110604, 2024, in the form JI-ADF gives it (Nguyen P. et "
+                 "al., arXiv:2604.27343, 2026, eq. 8-11); Tang's own form is mmfa_tang."),
+        "mmfa_tang": ("Tang et al. 2024", "Tang P., Yan X., Nan Y., Hu X., Menze B.H., Krammer S., Lasser T. "
+                      "Joint-individual fusion structure with fusion attention module for multi-modal skin cancer "
+                      "classification. Pattern Recognition 154, 110604, 2024."),
     },
     "structure": {
         "late": ("decision-level fusion", "No single source paper: the classic decision-level (late) fusion "

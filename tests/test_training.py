@@ -361,3 +361,28 @@ def test_seed_scratch_zoo_picks_up_files_added_or_changed_since_it_was_made(tmp_
     scratch_zoo({"stage1"}, weights, zoo)
     assert (zoo / "shared" / "ood-1.safetensors").read_bytes() == b"new"
     assert (zoo / "stage1.json").read_bytes() == b"v2" and (zoo / "shared" / "enc.safetensors").read_bytes() == b"a"
+
+
+def test_seed_runs_are_reused_only_while_their_stage1_encoder_is_the_shipped_one(tmp_path, monkeypatch):
+    import training.loop
+    from training.seeds import run_seed
+
+    weights = tmp_path / "weights"
+    (weights / "shared").mkdir(parents=True)
+    for ext in (".json", ".safetensors"):
+        (weights / f"enc{ext}").write_text(json.dumps({"sha256": "old"}))
+    calls = []
+
+    def fake_fit(cfg, data_root, run_dir, device, command, weights_dir):
+        calls.append(run_dir)
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "report_test.json").write_text(json.dumps({"balanced_accuracy": 0.5}))
+
+    monkeypatch.setattr(training.loop, "fit", fake_fit)
+    cfg = load_config(None, base={**tiny_config("tiny_fusion", "features"), "stage2": {"backbone": "enc"}})
+    for _ in range(2):
+        run_seed(cfg, 1, tmp_path / "seeds", weights)
+    assert len(calls) == 1  # the second call reads the finished run
+    (weights / "enc.json").write_text(json.dumps({"sha256": "new"}))  # stage 1 retrained
+    run_seed(cfg, 1, tmp_path / "seeds", weights)
+    assert len(calls) == 2

@@ -57,14 +57,21 @@ def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root
     if cfg["train"]["mode"] != "features":
         raise SystemExit(f"{config} is not a stage-2 config (train.mode: features); seeds re-runs only those.")
     run_dir, zoo = out / f"seed{seed}" / cfg["name"], out / f"seed{seed}" / "weights"
-    if not (run_dir / "report_test.json").is_file():
-        from training.stage2 import backbone_entries
+    from training.stage2 import backbone_entries
 
-        image_mods = [m for m in cfg["model"]["modalities"] if m != "metadata"]
-        if image_mods:
-            scratch_zoo(backbone_entries(cfg["stage2"]["backbone"], image_mods), weights, zoo)
+    image_mods = [m for m in cfg["model"]["modalities"] if m != "metadata"]
+    backbones = sorted(backbone_entries(cfg["stage2"]["backbone"], image_mods)) if image_mods else []
+    # A finished run is reused only if it was trained on the encoders that ship now: a retrained
+    # stage-1 entry makes every earlier seed run of its stage-2 entries stale.
+    made_on = {n: json.loads((weights / f"{n}.json").read_text()).get("sha256") for n in backbones}
+    stamp = run_dir / "backbones.json"
+    fresh = (run_dir / "report_test.json").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == made_on
+    if not fresh:
+        if backbones:
+            scratch_zoo(set(backbones), weights, zoo)
         fit(cfg, data_root, str(run_dir), "cpu", command=f"python -m training.seeds --configs {config} --seeds {seed}",
             weights_dir=str(zoo))
+        stamp.write_text(json.dumps(made_on) + "\n")
     return json.loads((run_dir / "report_test.json").read_text())
 
 

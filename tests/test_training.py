@@ -248,6 +248,20 @@ def test_stage2_on_an_ensemble_encoder_reads_each_member_from_its_own_stage1_ent
     assert maps.shape[1] == 2 * ens.members[0].out_dim
     assert grad[:, :half].abs().sum() > 0 and grad[:, half:].abs().sum() > 0
 
+    # stage2.head average: an image-only entry whose logits are the mean of the members' own, untrained
+    avg = tiny_config("tiny_avg", "features")
+    avg["model"].update(modalities=["dermoscopic"], structure={"name": "late"},
+                        image_encoder={"name": "ensemble", "members": [member, member]})
+    avg["stage2"].update(backbone=["tiny_a", "tiny_b"], head="average")
+    run = run_fit(avg, ham, tmp_path)
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 0
+    averaged = load_entry("tiny_avg", weights).model.eval()
+    members = [load_entry(n, weights).model.eval() for n in ("tiny_a", "tiny_b")]
+    batch = {"dermoscopic": torch.randn(3, 3, 32, 32)}
+    with torch.no_grad():
+        want = torch.stack([m(batch).logits for m in members]).mean(0)
+        torch.testing.assert_close(averaged(batch).logits, want, atol=2e-3, rtol=2e-3)  # fp16 storage
+
 
 def test_resume_after_kill_reaches_the_same_weights(ham, tmp_path, monkeypatch):
     cfg = tiny_config("tiny_resume", "full", optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4})

@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
         "backbone": None,  # stage-1 entry (or a list: an ensemble encoder's members; or {modality: either}) whose encoder is reused
         "views": 8,
         "eval_views": 1,
+        # learned: train the head on the cached features | average: an image-only entry over an ensemble
+        # encoder whose head is the mean of the members' own heads (no training: the members' training
+        # features are in-sample for them, so a head learned on them trusts the most overfit member)
+        "head": "learned",
     },
     "cache": {
         "store": "disk",  # disk (fp16 .npy memmaps, reused by any run with the same frozen part) | ram
@@ -171,6 +175,8 @@ def validate(cfg: dict[str, Any]) -> None:
     train = cfg["train"]
     if train["mode"] not in MODES:
         raise ConfigError(f"train.mode must be one of {', '.join(MODES)}, not {train['mode']!r}.")
+    if cfg["stage2"]["head"] not in ("learned", "average"):
+        raise ConfigError(f"stage2.head must be learned or average, not {cfg['stage2']['head']!r}.")
     if train["mode"] == "features" and not cfg["stage2"]["backbone"]:
         raise ConfigError("train.mode: features needs stage2.backbone, the stage-1 entry whose encoder it reuses.")
     if train["sampler"] not in ("shuffle", "balanced"):

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 def build(cfg: dict[str, Any], prep: Prepared, rt: Runtime, weights_dir: Path) -> torch.nn.Module:
     """The model for this config and data (stage 2: with the stage-1 encoder loaded), on the device."""
     seed_everything(int(cfg["train"]["seed"]), 0x5EED)  # initial weights depend on the seed only
-    model = build_model(model_config(cfg, prep))
+    model = build_model(model_config(cfg, prep), training=True)  # with its training-only parts, if any
     if cfg["train"]["mode"] == "features":
         from training.stage2 import load_backbone
 
@@ -98,7 +98,14 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
     prep = prepare(cfg, root)
     model = build(cfg, prep, rt, wdir)
     task = make_task(cfg, model, prep, rt, run_dir)
-    task.prepare_model()
+    averaged = tr["mode"] == "features" and cfg["stage2"]["head"] == "average"
+    if averaged:  # nothing to train: the head is the members' heads averaged (training.stage2)
+        from training.stage2 import average_member_heads
+
+        average_member_heads(model, cfg["stage2"]["backbone"], wdir)
+        tr = {**tr, "epochs": 0}
+    else:
+        task.prepare_model()
     optimizer = build_optimizer(model, tr)
     schedule = Schedule(optimizer, tr)
     scaler = rt.grad_scaler()
@@ -182,7 +189,7 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
     if hash_weights:  # every rank: the DDP test compares these
         (run_dir / f"weights_rank{rt.rank}.sha256").write_text(state_sha256([model]) + "\n")
     if rt.is_main:
-        if (run_dir / "best.safetensors").is_file():
+        if best["epoch"] and (run_dir / "best.safetensors").is_file():  # a stale file of another run is never read
             model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(rt.device)))
         # The per-epoch validation scores (metrics.jsonl, best_value) decide by argmax on the raw
         # softmax: calibration and the prevalence rule are fitted only after training. They steer

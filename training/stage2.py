@@ -72,3 +72,26 @@ def load_backbone(model: nn.Module, backbone: Any, weights_dir: str | Path) -> N
                 raise ConfigError(f"The image encoder of this config ({our_cfg}, size {model.cfg['image_size']}) differs "
                                   f"from the stage-1 entry {name!r}'s ({theirs}); make model.image_encoder match.")
             target.load_state_dict(source.model.image_encoders[m].state_dict())
+
+
+def average_member_heads(model: nn.Module, backbone: Any, weights_dir: str | Path) -> None:
+    """Set an image-only ensemble entry's linear head to the mean of its members' own heads.
+
+    With features [f_1; ...; f_K] concatenated, W = [W_1 ... W_K] / K and b = mean(b_k) give exactly
+    the mean of the members' logits: the ensemble the validation split chose, with nothing learned
+    on features the members saw in training.
+    """
+    import torch
+
+    from skinui.zoo import load_entry
+
+    names = [n for ns in backbone_names(backbone, model.image_modalities).values() for n in (ns if isinstance(ns, list) else [ns])]
+    if len(model.image_modalities) != 1 or "metadata" in model.modalities:
+        raise ConfigError("stage2.head: average needs an image-only entry (one image modality, no metadata).")
+    target = getattr(model.structure, "classifier", None)
+    heads = [getattr(load_entry(n, weights_dir).model.structure, "classifier", None) for n in names]
+    if target is None or any(h is None for h in heads):
+        raise ConfigError("stage2.head: average needs structure late on the entry and on every member.")
+    with torch.no_grad():
+        target[-1].weight.copy_(torch.cat([h[-1].weight for h in heads], 1) / len(heads))
+        target[-1].bias.copy_(torch.stack([h[-1].bias for h in heads]).mean(0))

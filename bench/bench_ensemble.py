@@ -1,0 +1,80 @@
+"""What the HAM10000 ensemble encoder costs the app, beside the single-encoder default, in one process.
+
+    python bench/bench_ensemble.py [--repeats 10] [--write docs/BENCHMARKS.md]
+
+On real example case 0 (a HAM10000 lesion), times what Analyse asks of the model: `entry.encode`
+(three encoders instead of one), `explain_case` (Grad-CAM, relevance), and the flipped-view pass of
+the trust features, for the dataset's validation-chosen single-encoder entry and for
+`ham10000_ens_image`, interleaved so machine load affects both alike; medians, and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default=str(REPO / "weights"))
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--ensemble", default="ham10000_ens_image")
+    ap.add_argument("--write", default=None)
+    args = ap.parse_args(argv)
+    from skinui import evidence
+    from skinui.cases import Case
+    from skinui.examples import load_real_example
+    from skinui.explain import explain_case
+    from skinui.zoo import list_entries, load_entry
+
+    ex = load_real_example(0)
+    cards = [c for c in list_entries(args.weights) if c.get("dataset") == ex.dataset and not c.get("leaky")]
+    single = evidence.best_on_validation([c for c in cards if c["name"] != args.ensemble])
+    case = Case("bench", **dict(ex.images), metadata=dict(ex.metadata))
+    entries = {n: load_entry(n, args.weights) for n in (single, args.ensemble)}
+    times: dict[str, dict[str, list[float]]] = {n: {"encode": [], "explain": [], "views": []} for n in entries}
+    for i in range(args.repeats + 1):
+        for name, entry in entries.items():
+            t0 = time.perf_counter()
+            enc = entry.encode(case)
+            t1 = time.perf_counter()
+            explain_case(enc)
+            t2 = time.perf_counter()
+            enc.view_probabilities()
+            t3 = time.perf_counter()
+            if i:  # the first round warms up
+                for key, dt in (("encode", t1 - t0), ("explain", t2 - t1), ("views", t3 - t2)):
+                    times[name][key].append(dt)
+    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    total = {n: sum(m.values()) for n, m in med.items()}
+    lines = [f"Single-encoder default `{single}` against `{args.ensemble}` (3 x EfficientNet-Lite0), real example "
+             f"case 0, {args.repeats} interleaved rounds after a warm-up, {torch.get_num_threads()} torch threads, "
+             f"{platform.machine()} with 2 cores, torch {torch.__version__}.", "",
+             "Command: `.venv/bin/python bench/bench_ensemble.py --write docs/BENCHMARKS.md`", "",
+             "| step (median) | single encoder | ensemble | ratio |", "|---|---:|---:|---:|"]
+    for key, label in (("encode", "encode (image encoders + head)"), ("explain", "explain_case (Grad-CAM, relevance)"),
+                       ("views", "flipped views (trust features)")):
+        a, b = med[single][key], med[args.ensemble][key]
+        lines.append(f"| {label} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {b / a:.1f}x |")
+    lines.append(f"| total model time per Analyse | {total[single] * 1000:.0f} ms | {total[args.ensemble] * 1000:.0f} ms "
+                 f"| {total[args.ensemble] / total[single]:.1f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        from training.markdown import replace_section
+
+        heading = "## App cost of the HAM10000 ensemble encoder"
+        replace_section(Path(args.write), heading, heading + "\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

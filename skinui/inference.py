@@ -99,7 +99,8 @@ class Entry:
             raise ValueError(f"Entry {self.name} needs {need} for the {LABELS[modality]}.")
         if wants_concepts:
             return torch.as_tensor(np.asarray(value.values, dtype=np.float32))
-        return to_tensor(value, int(self.model.cfg.get("image_size", 224)))
+        # the entry's own image preprocessing (model.preprocess), exactly as in training
+        return to_tensor(value, int(self.model.cfg.get("image_size", 224)), self.model.cfg.get("preprocess"))
 
     def prepare(self, cases: list[Case], modalities: list[str] | None = None,
                 images: dict[str, Any] | None = None, quality: bool = True) -> tuple[dict[str, Any], list[list[str]]]:

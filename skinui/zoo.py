@@ -212,6 +212,9 @@ def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | 
 
     `fp16`: store the entry's own floating-point tensors in half precision (card `dtype`).
 
+    Training-only parts (tensors under the model's `training_only_prefixes`, e.g. a super-resolution
+    decoder under `auxiliary.`) are never written: an entry holds what inference runs, nothing more.
+
     `shared`: `[{"name": str, "prefix": str, "fp16": bool}]`; every tensor under `prefix` goes to
     `weights/shared/<name>.safetensors` instead. An existing shared file is reused when its
     content is identical and refused otherwise (other entries depend on it).
@@ -219,7 +222,9 @@ def save_entry(model: torch.nn.Module, card: dict[str, Any], weights_dir: str | 
     card = copy.deepcopy(card)
     _check_name(card.get("name", ""))
     folder = Path(weights_dir) if weights_dir else default_weights_dir()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    drop = tuple(getattr(model, "training_only_prefixes", ()))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if not (drop and k.startswith(drop))}
     if len(card.get("classes", [])) != model.num_classes:
         raise ZooError(f"The card lists {len(card.get('classes', []))} classes but the model has {model.num_classes}.")
     card.setdefault("model", copy.deepcopy(model.cfg))

@@ -19,7 +19,7 @@ from skinui.cases import IMAGE_MODALITIES, Case, ConceptVector
 from skinui.datasets import get_adapter
 from skinui.datasets.splits import Split, grouped_kfold, split_cases
 from skinui.encoding import MetadataEncoder
-from skinui.models.preprocess import to_tensor
+from skinui.models.preprocess import preprocess_image, to_tensor
 from skinui.schema import Schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +133,12 @@ def model_config(cfg: dict[str, Any], prep: Prepared) -> dict[str, Any]:
     """The `model:` block completed with what the data decides (classes, metadata width and groups)."""
     model = dict(cfg["model"])
     model["num_classes"] = len(prep.classes)
+    from skinui.models.structures import STRUCTURES
+
+    structure = dict(model.get("structure") or {"name": "jf"})
+    if getattr(STRUCTURES.get(structure.get("name", "jf")), "uses_class_counts", False):  # e.g. dualrefnet
+        counts = np.bincount(prep.labels[prep.split["train"]], minlength=len(prep.classes))
+        model["structure"] = {**structure, "class_counts": [int(c) for c in counts]}
     if prep.encoder is not None:
         model["meta_dim"] = prep.encoder.dim
         model["meta_groups"] = [cols for _, cols in prep.encoder.groups]
@@ -180,12 +186,13 @@ class CaseDataset(torch.utils.data.Dataset):
     """Row i of `indices` -> {modality: tensor | None, "metadata": tensor, "label", "index"}.
 
     Training augmentation draws from an RNG seeded by (seed, epoch, case index), so the stream is
-    the same with any number of loader workers and after a resume.
+    the same with any number of loader workers and after a resume. `preprocess` (the model's
+    `model.preprocess`) is applied to each decoded image first, before augmentation, as at inference.
     """
 
     def __init__(self, prep: Prepared, indices: Sequence[int], modalities: Sequence[str], image_size: int,
-                 augment: dict[str, Any] | None = None, seed: int = 0) -> None:
-        self.prep, self.indices = prep, list(indices)
+                 augment: dict[str, Any] | None = None, seed: int = 0, preprocess: dict[str, Any] | None = None) -> None:
+        self.prep, self.indices, self.preprocess = prep, list(indices), preprocess
         self.image_modalities = [m for m in modalities if m in IMAGE_MODALITIES]
         self.use_meta = "metadata" in modalities
         self.size, self.augment, self.seed, self.epoch = image_size, augment, seed, 0
@@ -203,8 +210,10 @@ class CaseDataset(torch.utils.data.Dataset):
         item: dict[str, Any] = {"label": int(self.prep.labels[i]), "index": i}
         for m in self.image_modalities:
             value = case.image(m)
-            if value is not None and self.augment and not isinstance(value, ConceptVector):
-                value = random_augment(value, rng, self.augment)
+            if value is not None and not isinstance(value, ConceptVector):
+                value = preprocess_image(value, self.preprocess)
+                if self.augment:
+                    value = random_augment(value, rng, self.augment)
             item[m] = None if value is None else image_tensor(value, self.size)
         if self.use_meta:
             item["metadata"] = torch.from_numpy(self.prep.meta[i]) if self.prep.meta_present[i] else None

@@ -54,7 +54,8 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
         model.to(device)
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
     size = int(model.cfg.get("image_size", 224))
-    keys = {m: EncodeCache.key(model.image_encoders[m], size) for m in model.image_modalities} if cache else {}
+    keys = {m: EncodeCache.key(model.image_encoders[m], size, model.cfg.get("preprocess"))
+            for m in model.image_modalities} if cache else {}
     for start in range(0, len(cases), batch_size):
         chunk = list(cases[start : start + batch_size])
         try:
@@ -85,7 +86,8 @@ class EncodeCache:
     Every stage-2 entry of a dataset shares one frozen encoder, so exporting or evaluating the
     dozen fusion entries would otherwise push the same validation and test images through the
     same backbone a dozen times. Keys are the SHA-256 of the encoder's weights plus the image
-    size; rows are image file paths, so a changed encoder or image size never hits a stale row.
+    size (and the entry's `model.preprocess`, when it has one); rows are image file paths, so a
+    changed encoder, image size or preprocessing never hits a stale row.
     Only file-backed images are cached (uploads and in-memory arrays are always recomputed).
     """
 
@@ -95,10 +97,13 @@ class EncodeCache:
         self.dirty: set[str] = set()
 
     @staticmethod
-    def key(encoder: torch.nn.Module, image_size: int) -> str:
+    def key(encoder: torch.nn.Module, image_size: int, preprocess: dict[str, Any] | None = None) -> str:
+        import hashlib
+
         from training.fastpath import state_sha256
 
-        return f"{state_sha256([encoder])[:24]}-{image_size}"
+        extra = f"-{hashlib.sha256(json.dumps(preprocess, sort_keys=True).encode()).hexdigest()[:12]}" if preprocess else ""
+        return f"{state_sha256([encoder])[:24]}-{image_size}{extra}"
 
     def table(self, key: str) -> dict[str, np.ndarray]:
         if key not in self.tables:

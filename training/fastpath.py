@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skinui.cases import ConceptVector
-from skinui.models.preprocess import augment_views
+from skinui.models.preprocess import augment_views, preprocess_image
 from training.data import Prepared, image_tensor, to_device
 from training.runtime import Runtime
 from training.tasks import Batch, Task, log_mean_probs
@@ -63,8 +63,11 @@ class ViewCache:
 def build_view_cache(
     prep: Prepared, indices: Sequence[int], modality: str, views: int, represent, image_size: int,
     device: torch.device, batch_size: int = 32, dtype: str = "float16", path: Path | None = None, desc: str = "",
+    preprocess: dict[str, Any] | None = None,
 ) -> ViewCache:
-    """Run `represent` (frozen, no grad) over `views` views of each case's image; RAM or .npy memmap."""
+    """Run `represent` (frozen, no grad) over `views` views of each case's image; RAM or .npy memmap.
+
+    `preprocess` (the model's `model.preprocess`) is applied to the decoded image before its views are made."""
     n = len(indices)
     present = np.array([prep.cases[i].image(modality) is not None for i in indices]) if n else np.zeros(0, bool)
     data: np.ndarray | None = None
@@ -92,7 +95,7 @@ def build_view_cache(
         if isinstance(img, ConceptVector):  # no pixels to augment: every view is the vector itself
             tensors = [image_tensor(img, image_size)] * views
         else:
-            tensors = [image_tensor(v, image_size) for v in augment_views(img, views)]
+            tensors = [image_tensor(v, image_size) for v in augment_views(preprocess_image(img, preprocess), views)]
         pending.extend((row, v, t) for v, t in enumerate(tensors))
         if len(pending) >= batch_size:
             flush()
@@ -128,6 +131,10 @@ class CachedTask(Task):
 
     def __init__(self, cfg: dict[str, Any], model: nn.Module, prep: Prepared, rt: Runtime, run_dir: Path) -> None:
         super().__init__(cfg, model, prep, rt)
+        if len(getattr(model, "auxiliary", ())):
+            raise ValueError(f"train.mode {self.mode} trains from cached {'stems' if self.through_trunk else 'features'}, "
+                             f"but model.auxiliary ({', '.join(model.auxiliary)}) needs the input images; use "
+                             f"train.mode: full.")
         self.run_dir = Path(run_dir)
         self.forward_module = CachedForward(model, self.through_trunk)
         self.caches: dict[str, dict[str, ViewCache]] = {}
@@ -162,6 +169,7 @@ class CachedTask(Task):
         key = json.dumps({
             "mode": self.mode, "dataset": self.prep.dataset, "cases": [self.prep.cases[i].case_id for i in indices],
             "views": views, "size": int(self.model.cfg["image_size"]), "dtype": c["dtype"], "modality": modality,
+            **({"preprocess": self.model.cfg["preprocess"]} if self.model.cfg.get("preprocess") else {}),
             "frozen": state_sha256(self.frozen_modules(modality)),
         })
         base = Path(c["dir"]) if c.get("dir") else self.run_dir.parent / "_cache"
@@ -176,7 +184,8 @@ class CachedTask(Task):
         for m in self.model.image_modalities:
             build = lambda path, m=m: build_view_cache(  # noqa: E731
                 self.prep, indices, m, views, lambda x, m=m: self.represent(m, x), int(self.model.cfg["image_size"]),
-                self.rt.device, int(c["batch_size"]), c["dtype"], path, desc=f"caching {m} ({part}, {views} views)")
+                self.rt.device, int(c["batch_size"]), c["dtype"], path, desc=f"caching {m} ({part}, {views} views)",
+                preprocess=self.model.cfg.get("preprocess"))
             if c["store"] == "ram":
                 out[m] = build(None)
                 continue

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 def build(cfg: dict[str, Any], prep: Prepared, rt: Runtime, weights_dir: Path) -> torch.nn.Module:
     """The model for this config and data (stage 2: with the stage-1 encoder loaded), on the device."""
     seed_everything(int(cfg["train"]["seed"]), 0x5EED)  # initial weights depend on the seed only
-    model = build_model(model_config(cfg, prep))
+    model = build_model(model_config(cfg, prep), training=True)  # with its training-only parts, if any
     if cfg["train"]["mode"] == "features":
         from training.stage2 import load_backbone
 

@@ -115,15 +115,26 @@ def compute_loss(model: nn.Module, out: Any, target: torch.Tensor, weights: torc
     batch and combined with weights w_c * n_c / sum(w * n), which equals PyTorch's weighted
     cross-entropy for any loss that is a per-sample mean. Label smoothing applies to single-head
     structures (whose loss is plain cross-entropy on the logits).
+
+    A structure that weighs classes itself (`weighs_classes`, e.g. DualRefNet, whose weights go to
+    its cross-entropy term only) gets them as `model.loss(out, target, class_weights=,
+    label_smoothing=)`. Training-only auxiliary tasks (`model.auxiliary`) add their own loss, never
+    class-weighted and never smoothed.
     """
+    if getattr(getattr(model, "structure", None), "weighs_classes", False):
+        return model.loss(out, target, class_weights=weights, label_smoothing=label_smoothing)
+    aux = model.auxiliary_loss(out) if len(getattr(model, "auxiliary", ())) else None
+    loss_of = model.structure.loss if aux is not None else model.loss  # the structure's loss alone
     if label_smoothing and not out.branch_logits:
-        return F.cross_entropy(out.logits.float(), target, weight=weights, label_smoothing=label_smoothing)
-    if weights is None:
-        return model.loss(out, target)
-    total, norm = out.logits.new_zeros((), dtype=torch.float32), out.logits.new_zeros((), dtype=torch.float32)
-    for c in torch.unique(target):
-        keep = target == c
-        w = weights[c] * keep.sum()
-        total = total + w * model.loss(_rows(out, keep), target[keep])
-        norm = norm + w
-    return total / norm.clamp_min(1e-12)
+        main = F.cross_entropy(out.logits.float(), target, weight=weights, label_smoothing=label_smoothing)
+    elif weights is None:
+        main = loss_of(out, target)
+    else:
+        total, norm = out.logits.new_zeros((), dtype=torch.float32), out.logits.new_zeros((), dtype=torch.float32)
+        for c in torch.unique(target):
+            keep = target == c
+            w = weights[c] * keep.sum()
+            total = total + w * loss_of(_rows(out, keep), target[keep])
+            norm = norm + w
+        main = total / norm.clamp_min(1e-12)
+    return main if aux is None else main + aux

@@ -76,7 +76,8 @@ class FullTask(Task):
     def _dataset(self, indices: Sequence[int], augment: bool) -> CaseDataset:
         tr = self.cfg["train"]
         return CaseDataset(self.prep, indices, self.model.modalities, int(self.model.cfg["image_size"]),
-                           augment=tr["augment"] if augment else None, seed=int(tr["seed"]))
+                           augment=tr["augment"] if augment else None, seed=int(tr["seed"]),
+                           preprocess=self.model.cfg.get("preprocess"))
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
         ds = self._dataset(self.train_idx, augment=True)

@@ -60,7 +60,8 @@ def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: t
     model = entry.model.eval()
     dev = next(model.parameters()).device
     size = int(model.cfg.get("image_size", 224))
-    keys = {m: EncodeCache.key(model.image_encoders[m], size) for m in model.image_modalities} if cache else {}
+    keys = {m: EncodeCache.key(model.image_encoders[m], size, model.cfg.get("preprocess"))
+            for m in model.image_modalities} if cache else {}
     pix = flippable(entry)
     logits: list[list[np.ndarray]] = [[] for _ in views]
     branch: dict[str, list[np.ndarray]] = {}
@@ -139,7 +140,8 @@ def image_styles(entry: Any, modality: str, images: list[np.ndarray], batch_size
 
     size = int(entry.model.cfg.get("image_size", 224))
     enc = entry.model.image_encoders[modality].eval()
-    out = [stem_style(enc.forward_stem(torch.stack([to_tensor(im, size) for im in images[i:i + batch_size]])))
+    pre = entry.model.cfg.get("preprocess")  # the entry's own preprocessing, as a prediction applies it
+    out = [stem_style(enc.forward_stem(torch.stack([to_tensor(im, size, pre) for im in images[i:i + batch_size]])))
            .float().numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
@@ -257,7 +259,7 @@ def ood_block(entry: Any, train: SplitOut, yr: np.ndarray, val: SplitOut, test: 
     block: dict[str, Any] = {}
     size = int(entry.model.cfg.get("image_size", 224))
     for m in flippable(entry):
-        key = f"{EncodeCache.key(entry.model.image_encoders[m], size)}:{m}"
+        key = f"{EncodeCache.key(entry.model.image_encoders[m], size, entry.model.cfg.get('preprocess'))}:{m}"
         have = train.present[m]
         if key not in fitted:
             fit = fitted[key] = fit_detector(train.styles[m][have], yr[have])

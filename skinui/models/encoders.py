@@ -106,8 +106,12 @@ class TimmEncoder(ImageEncoder):
             h = layer(h)
         return h
 
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """The last feature map -> the pooled feature vector (`forward_trunk` = pool(forward_maps))."""
+        return self.net.forward_head(maps, pre_logits=True)
+
     def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.forward_maps(h), pre_logits=True)
+        return self.pool(self.forward_maps(h))
 
     def stem_modules(self) -> list[nn.Module]:
         return list(self._stem)

@@ -4,6 +4,11 @@ Missing modalities are first-class: an absent modality (key missing/None for the
 `mask[m]` False for a sample) is replaced by a learned per-modality *missing* embedding. Modality
 dropout (per sample and modality) and field dropout (per metadata field group) train exactly that
 state, so switching a modality off at inference stays in distribution.
+
+Optional parts of a model config beyond DEFAULTS: `preprocess` (an image preprocessing applied to
+every decoded image before augmentation and resizing, skinui.models.preprocess) and `auxiliary`
+(training-only tasks such as DualRefNet's super-resolution decoder, skinui.models.auxiliary:
+built only by `build_model(cfg, training=True)`, never saved into a zoo entry).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from skinui.models.auxiliary import build_auxiliary
 from skinui.models.encoders import build_image_encoder, build_meta_encoder
 from skinui.models.structures import STRUCTURES, ModelOutput
 from skinui.vocabulary import IMAGE_MODALITIES, MODALITIES  # noqa: F401  (re-exported)
@@ -55,7 +61,9 @@ def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 class MultimodalModel(nn.Module):
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    training_only_prefixes = ("auxiliary.",)  # state-dict prefixes `skinui.zoo.save_entry` never ships
+
+    def __init__(self, cfg: dict[str, Any], training: bool = False) -> None:
         super().__init__()
         self.cfg = cfg = resolve_config(cfg)
         self.modalities: list[str] = cfg["modalities"]
@@ -80,30 +88,46 @@ class MultimodalModel(nn.Module):
         dim_image = sum(dims[m] for m in self.image_modalities) or None
         self.structure = STRUCTURES.get(s_cfg.pop("name"))(
             dim_image, dims.get("metadata"), self.num_classes, fusion=cfg["fusion"], **s_cfg)
+        # Training-only tasks (e.g. a super-resolution decoder): built for training only, never shipped.
+        self.auxiliary = nn.ModuleDict()
+        for task, spec in (cfg.get("auxiliary") or {}).items() if training else ():
+            m = spec.get("modality") or (self.image_modalities[0] if len(self.image_modalities) == 1 else None)
+            enc = self.image_encoders.get(m)
+            if enc is None or not hasattr(enc, "forward_maps"):
+                raise ValueError(f"model.auxiliary.{task} needs an image modality of the model whose encoder has "
+                                 f"feature maps (modality: one of {', '.join(self.image_modalities) or 'none'}).")
+            self.auxiliary[task] = build_auxiliary(task, spec, enc.out_dim, m)
 
     @property
     def image_encoders(self) -> dict[str, nn.Module]:
         """Image encoder per image modality (the same module twice when shared)."""
         return {m: self.encoders["shared" if self.shared else m] for m in self.image_modalities}
 
-    def encode(self, batch: dict[str, Any], styles: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def encode(self, batch: dict[str, Any], styles: dict[str, torch.Tensor] | None = None,
+               maps: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Features [B, F] for every modality the batch carries (absent ones are left out).
 
         `styles`, when given, receives each image modality's stem statistics (`stem_style`): what
-        the out-of-distribution detector reads, at no extra cost.
+        the out-of-distribution detector reads, at no extra cost. `maps`, when given, receives the
+        last feature map of each image modality an auxiliary task reads (training only).
         """
         feats = {}
+        wanted_maps = {t.modality for t in self.auxiliary.values()} if maps is not None else set()
         for m in self.image_modalities:
             if batch.get(m) is None:
                 continue
             enc = self.image_encoders[m]
-            if styles is None:
+            if styles is None and m not in wanted_maps:
                 feats[m] = enc(batch[m])
                 continue
             h = enc.forward_stem(batch[m])
-            if h.dim() == 4:
+            if styles is not None and h.dim() == 4:
                 styles[m] = stem_style(h)
-            feats[m] = enc.forward_trunk(h)
+            if m in wanted_maps:
+                maps[m] = enc.forward_maps(h)
+                feats[m] = enc.pool(maps[m])
+            else:
+                feats[m] = enc.forward_trunk(h)
         if "metadata" in self.modalities and batch.get("metadata") is not None:
             feats["metadata"] = self.meta_encoder(self._field_dropout(batch["metadata"]))
         return feats
@@ -161,10 +185,39 @@ class MultimodalModel(nn.Module):
         return out
 
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
-        return self.head(self.encode(batch), batch.get("mask"))
+        if not (self.training and len(self.auxiliary)):
+            return self.head(self.encode(batch), batch.get("mask"))
+        maps: dict[str, torch.Tensor] = {}
+        out = self.head(self.encode(batch, maps=maps), batch.get("mask"))
+        for task, aux in self.auxiliary.items():
+            if aux.modality in maps:  # per-sample loss [B]; rows without that image are masked in the loss
+                present = (batch.get("mask") or {}).get(aux.modality)
+                out.features[f"auxiliary.{task}"] = {
+                    "loss": aux(maps[aux.modality], batch[aux.modality]),
+                    "present": (present.to(maps[aux.modality].device).float() if present is not None else
+                                maps[aux.modality].new_ones(maps[aux.modality].shape[0]))}
+        return out
 
-    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
-        return self.structure.loss(out, target)
+    def auxiliary_loss(self, out: ModelOutput) -> torch.Tensor:
+        """sum over training-only tasks of weight x mean per-sample loss over the samples with that image."""
+        total = out.logits.new_zeros((), dtype=torch.float32)
+        for task, aux in self.auxiliary.items():
+            got = out.features.get(f"auxiliary.{task}")
+            if got is not None:
+                total = total + aux.weight * (got["loss"] * got["present"]).sum() / got["present"].sum().clamp_min(1.0)
+        return total
+
+    def loss(self, out: ModelOutput, target: torch.Tensor, class_weights: torch.Tensor | None = None,
+             label_smoothing: float = 0.0) -> torch.Tensor:
+        """The structure's loss plus the auxiliary tasks' (class weights: only for `weighs_classes` structures)."""
+        if getattr(self.structure, "weighs_classes", False):
+            main = self.structure.loss(out, target, class_weights=class_weights, label_smoothing=label_smoothing)
+        else:
+            if class_weights is not None or label_smoothing:
+                raise ValueError(f"structure {type(self.structure).__name__} takes no class weights; use "
+                                 f"training.optim.compute_loss.")
+            main = self.structure.loss(out, target)
+        return main + self.auxiliary_loss(out) if len(self.auxiliary) else main
 
 
 def _col_mask(cols: list[int], x: torch.Tensor) -> torch.Tensor:
@@ -173,6 +226,13 @@ def _col_mask(cols: list[int], x: torch.Tensor) -> torch.Tensor:
     return m[None, :]
 
 
-def build_model(cfg: dict[str, Any]) -> MultimodalModel:
-    """Build a model from a config dict (the YAML `model:` block); see docs/ARCHITECTURE.md."""
-    return MultimodalModel(cfg)
+def build_model(cfg: dict[str, Any], training: bool = False) -> MultimodalModel:
+    """Build a model from a config dict (the YAML `model:` block); see docs/ARCHITECTURE.md.
+
+    `training=True` also builds the training-only parts (`model.auxiliary`); the zoo, the app and
+    evaluation build without them."""
+    return MultimodalModel(cfg, training=training)
+
+
+# Imported for its registration side effect (the `dualrefnet` structure lives in its own module).
+from skinui.models import dualrefnet as _dualrefnet  # noqa: E402,F401

@@ -109,6 +109,16 @@ STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
         "trust each; the weights alpha are shown on the Prediction tab.",
         "α = softmax(MLP([z_I ; z_IM ; z_M])),  P = α_I P_I + α_IM P_IM + α_M P_M",
     ),
+    "dualrefnet": (
+        "DualRefNet (dual-stage feature refinement): the photo is colour-corrected (Shades of Gray) and "
+        "contrast-equalised (CLAHE) first. While it trains, a decoder must rebuild the photo at twice its "
+        "size from the image features, which pushes the encoder to keep fine detail; that decoder is "
+        "thrown away afterwards, so it never touches a prediction. Image and metadata features are "
+        "concatenated and go through two fully connected layers, whose weights are held small in "
+        "proportion to how common each class is, and rare classes count more in the loss.",
+        "L = 0.5 CE_w(P, y) + 1.0 MSE(D(F_I), 2×image) + 1.0 λ(Σ_k f_k |W2_k| + Σ_u g_u |W1_u|),  "
+        "P = softmax(W2 ReLU(W1 [f_I ; f_M]))",
+    ),
 }
 
 MISSING_MODALITY = (
@@ -178,6 +188,9 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
         "jiadf": ("Nguyen et al. 2026", "Nguyen P., Cao D., Kha H., Chu H., Le M., Pham T., Le N.Q.K. JI-ADF: "
                   "joint-individual learning with adaptive decision fusion for multimodal skin lesion "
                   "classification. arXiv:2604.27343, 2026."),
+        "dualrefnet": ("DualRefNet 2025", "Multimodal dual-stage feature refinement for robust skin lesion "
+                       "classification (DualRefNet), 2025, evaluated on PAD-UFES-20 and ISIC 2019; authors and "
+                       "venue were not checked in this repository."),
     },
 }
 

@@ -10,6 +10,7 @@ the trust features, for the dataset's validation-chosen single-encoder entry and
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=str(REPO / "weights"))
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--ensemble", default="ham10000_ens_image")
+    ap.add_argument("--ensemble-weights", default=str(REPO / "weights" / "pending"),
+                    help="the folder holding the ensemble entry (weights/pending until it ships)")
     ap.add_argument("--write", default=None)
     args = ap.parse_args(argv)
     from skinui import evidence
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     cards = [c for c in list_entries(args.weights) if c.get("dataset") == ex.dataset and not c.get("leaky")]
     single = evidence.best_on_validation([c for c in cards if c["name"] != args.ensemble])
     case = Case("bench", **dict(ex.images), metadata=dict(ex.metadata))
-    entries = {n: load_entry(n, args.weights) for n in (single, args.ensemble)}
+    entries = {single: load_entry(single, args.weights), args.ensemble: load_entry(args.ensemble, args.ensemble_weights)}
     times: dict[str, dict[str, list[float]]] = {n: {"encode": [], "explain": [], "views": []} for n in entries}
     for i in range(args.repeats + 1):
         for name, entry in entries.items():
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Single-encoder default `{single}` against `{args.ensemble}` (3 x EfficientNet-Lite0), real example "
              f"case 0, {args.repeats} interleaved rounds after a warm-up, {torch.get_num_threads()} torch threads, "
              f"{platform.machine()} with 2 cores, torch {torch.__version__}.", "",
-             "Command: `.venv/bin/python bench/bench_ensemble.py --write docs/BENCHMARKS.md`", "",
+             "Command: `.venv/bin/python bench/bench_ensemble.py --write docs/BENCHMARKS.md`. "
+             f"1-min load average {os.getloadavg()[0]:.1f} when measured.", "",
              "| step (median) | single encoder | ensemble | ratio |", "|---|---:|---:|---:|"]
     for key, label in (("encode", "encode (image encoders + head)"), ("explain", "explain_case (Grad-CAM, relevance)"),
                        ("views", "flipped views (trust features)")):

@@ -12,7 +12,6 @@ import importlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 
@@ -34,7 +33,14 @@ def _private_upload_folder() -> None:
     folder = tempfile.mkdtemp(prefix="skinui-uploads-")
     os.environ["GRADIO_TEMP_DIR"] = folder
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the atexit hooks
+
+    def stop(*_: object) -> None:
+        # Exit at once, even mid start-up: a SystemExit raised while the page is served but the model
+        # still loads can leave the interpreter waiting on gradio's threads. The folder goes first.
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"SkinUI: uploads go to {folder}, removed when the app stops", flush=True)
 
 

@@ -89,3 +89,16 @@ def test_localisation_table_reports_test_only_for_the_layer_chosen_on_validation
     assert "| `e` · dermoscopic | blocks.4 | 0.350 | 10 | 0.450 |" in md
     assert md.rstrip().endswith("| n/a |")  # no per-case values, no interval: "beats centre?" is not claimed
     assert "bn2" not in md.split("\n", 2)[2]  # the layer not chosen on validation is never reported on test
+
+
+@pytest.mark.parametrize("module", ["training.localisation", "training.faithfulness"])
+def test_measurement_cli_answers_a_wrong_data_folder_with_a_sentence(module, tmp_path, capsys):
+    import importlib
+
+    from skinui.demo import make_demo_entry
+
+    make_demo_entry(tmp_path / "weights", "tiny", image_size=32, modalities=("dermoscopic",), structure="late")
+    main = importlib.import_module(module).main
+    assert main(["--weights", str(tmp_path / "weights" / "tiny"), "--data-root", str(tmp_path), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(tmp_path) in err

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from training.measure_cli import case_group, entry_measure_parser, to_json
+from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
 
 CARD_KEYS = ("n", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
              "beats_random_deletion", "beats_random_insertion", "full_probability", "baseline_probability")
@@ -184,8 +184,6 @@ def run_table(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from skinui.explain.faithfulness import BASELINES
-    from skinui.zoo import load_entry
-    from training.evaluate import EvaluationError, select_cases
 
     ap = entry_measure_parser("python -m training.faithfulness", __doc__.splitlines()[0], "*.faith-*.json",
                               "each entry's explain_faithfulness")
@@ -197,15 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.table is not None:
         return run_table(args)
-    if not args.weights or not args.data_root:
-        ap.error("--weights and --data-root are required (or --table DIR)")
-    path = Path(args.weights)
-    entry = load_entry(path.name.removesuffix(".json"), path.parent)
-    try:
-        cases, _, note = select_cases(entry.card, entry.card["dataset"], Path(args.data_root).resolve(), args.split)
-    except EvaluationError as err:
-        print(str(err), file=sys.stderr)
+    found = entry_and_cases(ap, args)
+    if found is None:
         return 2
+    entry, cases, note = found
     chosen = sample(cases, args.max_cases)
     if len(chosen) < len(cases):
         note += f"; a random sample (seed 0) of {len(chosen)} of its {len(cases)} cases"

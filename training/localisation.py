@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.measure_cli import case_group, entry_measure_parser, to_json
+from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
 
 
 def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[str, Any]]:
@@ -143,9 +143,6 @@ def table(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from skinui.zoo import load_entry
-    from training.evaluate import EvaluationError, select_cases
-
     ap = entry_measure_parser("python -m training.localisation", __doc__.splitlines()[0], "*.val/test.json",
                               "each entry's chosen Grad-CAM layer and its numbers")
     ap.add_argument("--layers", nargs="+", default=["bn2", "blocks.5", "blocks.4"],
@@ -168,15 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                 if card["name"] in choices:
                     write_card({**card, "explain": card_block(choices[card["name"]])}, args.weights_dir)
         return 0
-    if not args.weights or not args.data_root:
-        ap.error("--weights and --data-root are required (or --table DIR)")
-    path = Path(args.weights)
-    entry = load_entry(path.name.removesuffix(".json"), path.parent)
-    try:
-        cases, _, note = select_cases(entry.card, entry.card["dataset"], Path(args.data_root).resolve(), args.split)
-    except EvaluationError as err:
-        print(str(err), file=sys.stderr)
+    found = entry_and_cases(ap, args)
+    if found is None:
         return 2
+    entry, cases, note = found
     cases = cases[: args.max_cases] if args.max_cases else cases
     result = {"entry": entry.name, "split": args.split, "note": note,
               "layers": measure(entry, cases, args.layers)}

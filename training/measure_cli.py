@@ -24,6 +24,27 @@ def entry_measure_parser(prog: str, description: str, files: str, cards: str) ->
     return ap
 
 
+def entry_and_cases(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Any, list[Any], str] | None:
+    """The entry `--weights` names and the cases of its `--split` (re-derived, SHA-checked), with the
+    split's note; None after printing a sentence when the data folder is not the entry's."""
+    import sys
+
+    from skinui.datasets import DatasetError
+    from skinui.zoo import load_entry
+    from training.evaluate import EvaluationError, select_cases
+
+    if not args.weights or not args.data_root:
+        ap.error("--weights and --data-root are required (or --table DIR)")
+    path = Path(args.weights)
+    entry = load_entry(path.name.removesuffix(".json"), path.parent)
+    try:
+        cases, _, note = select_cases(entry.card, entry.card["dataset"], Path(args.data_root).resolve(), args.split)
+    except (EvaluationError, DatasetError) as err:  # a sentence, never a traceback
+        print(str(err), file=sys.stderr)
+        return None
+    return entry, cases, note
+
+
 def case_group(card: dict[str, Any], case: Any) -> str:
     """The id a case's bootstrap resamples by: the card's split grouping (lesion or patient)."""
     training = card.get("training")

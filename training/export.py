@@ -35,11 +35,10 @@ def shared_specs(cfg: dict[str, Any], model: Any, weights_dir: Path) -> list[dic
     fp16 = bool(cfg["export"].get("fp16", True))
     specs: dict[str, dict[str, Any]] = {}
     if cfg["train"]["mode"] == "features":
-        from training.stage2 import backbone_names
+        from training.stage2 import backbone_names, members
 
         for m, backbone in backbone_names(cfg["stage2"]["backbone"], model.image_modalities).items():
-            members = backbone if isinstance(backbone, list) else [backbone]
-            for i, name in enumerate(members):  # an ensemble encoder's members, in order
+            for i, name in enumerate(members(backbone)):  # an ensemble encoder's members, in order
                 card = json.loads((weights_dir / f"{name}.json").read_text())
                 for spec in shared_specs_of(card):  # the backbone's encoder file, under this model's prefix
                     if spec["prefix"] in (f"encoders.{m}.", "encoders.shared."):

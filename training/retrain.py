@@ -35,7 +35,7 @@ def shipped(dataset: str, weights_dir: Path) -> dict[str, dict[str, Any]]:
         card = json.loads(card_path.read_text())
         if card.get("dataset") != dataset:
             continue
-        path = CONFIGS / f"{(card.get('training') or {}).get('config', {}).get('name') or card_path.stem}.yaml"
+        path = CONFIGS / f"{card_path.stem}.yaml"  # a config's stem is its entry's name, unless it sets name:
         found = path if path.is_file() else _config_naming(card_path.stem)
         if found is not None:
             out[card_path.stem] = {"path": found, "cfg": load_config(found)}
@@ -75,15 +75,15 @@ def commands(dataset: str, data_root: str, weights_dir: Path, device: str, seeds
     if not entries:
         raise SystemExit(f"No shipped {dataset} entry with a config in training/configs; nothing to retrain.")
     py = [sys.executable, "-m"]
+    names = order(entries)
     cmds = []
-    for name in order(entries):
+    for name in names:
         cfg = entries[name]["cfg"]
         if cfg["train"]["mode"] != "features" and cfg["export"].get("shared_encoder"):
             cmds.append(["rm", "-f", str(weights_dir / "shared" / f"{cfg['export']['shared_encoder']}.safetensors")])
         cmds.append(py + ["training", "fit", "--config", str(entries[name]["path"].relative_to(REPO)),
                           "--data-root", data_root, "--device", device, "--weights-dir", str(weights_dir)])
     data = f"{dataset}={data_root}"
-    names = list(order(entries))
     cmds.append(py + ["training.trust", "--weights-dir", str(weights_dir), "--data", data, "--update-cards", *names])
     cmds.append(py + ["training.reports", "--weights-dir", str(weights_dir), "--data", data, "--update-cards"])
     stage2 = [entries[n]["path"].stem for n in names if entries[n]["cfg"]["train"]["mode"] == "features"]

@@ -28,12 +28,14 @@ def backbone_names(backbone: Any, image_modalities: list[str]) -> dict[str, str 
     return {m: backbone[m] for m in image_modalities}
 
 
+def members(names: str | list[str]) -> list[str]:
+    """One modality's stage-1 entries as a list: the ensemble's members, or the single backbone."""
+    return list(names) if isinstance(names, list) else [names]
+
+
 def backbone_entries(backbone: Any, image_modalities: list[str]) -> set[str]:
     """Every stage-1 entry a stage-2 config reads (ensemble members included)."""
-    found: set[str] = set()
-    for names in backbone_names(backbone, image_modalities).values():
-        found.update(names if isinstance(names, list) else [names])
-    return found
+    return {n for names in backbone_names(backbone, image_modalities).values() for n in members(names)}
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -55,10 +57,9 @@ def load_backbone(model: nn.Module, backbone: Any, weights_dir: str | Path) -> N
 
     for m, names in backbone_names(backbone, model.image_modalities).items():
         listed = isinstance(names, list)
-        names = names if listed else [names]
         ours = _member_configs(model.cfg["image_encoder"], names) if listed else [model.cfg["image_encoder"]]
         targets = list(model.image_encoders[m].members) if listed else [model.image_encoders[m]]
-        for name, our_cfg, target in zip(names, ours, targets):
+        for name, our_cfg, target in zip(members(names), ours, targets):
             try:
                 source = load_entry(name, weights_dir)
             except ZooError as err:
@@ -85,11 +86,11 @@ def average_member_heads(model: nn.Module, backbone: Any, weights_dir: str | Pat
 
     from skinui.zoo import load_entry
 
-    names = [n for ns in backbone_names(backbone, model.image_modalities).values() for n in (ns if isinstance(ns, list) else [ns])]
     if len(model.image_modalities) != 1 or "metadata" in model.modalities:
         raise ConfigError("stage2.head: average needs an image-only entry (one image modality, no metadata).")
     target = getattr(model.structure, "classifier", None)
-    heads = [getattr(load_entry(n, weights_dir).model.structure, "classifier", None) for n in names]
+    (names,) = backbone_names(backbone, model.image_modalities).values()
+    heads = [getattr(load_entry(n, weights_dir).model.structure, "classifier", None) for n in members(names)]
     if target is None or any(h is None for h in heads):
         raise ConfigError("stage2.head: average needs structure late on the entry and on every member.")
     with torch.no_grad():

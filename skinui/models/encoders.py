@@ -127,12 +127,14 @@ def efficientnet_lite0(pretrained: bool = True, **kw: Any) -> TimmEncoder:
 class EnsembleEncoder(ImageEncoder):
     """Several backbones of one architecture, trained apart, read side by side.
 
-    Independently fine-tuned encoders make different mistakes, so a head over their concatenated
-    pooled features beats any one of them (docs/RESULTS.md, HAM10000), while the model stays one
+    Independently fine-tuned encoders make different mistakes, so averaging their heads beats any
+    one of them (`stage2.head: average`; docs/RESULTS.md, HAM10000), while the model stays one
     network: the stems are concatenated along channels (what the out-of-distribution check reads),
     the last feature maps too, and `fmap` (an identity on that stack) is Grad-CAM's layer, so one
-    map weighs every member's channels by their gradient, as for a single backbone.
-    `pretrained`/`weights` given here override the members' (the zoo builds without ImageNet).
+    map weighs every member's channels by their gradient, as for a single backbone; each member
+    then pools its own slice. `pretrained` given here overrides the members' (the zoo builds
+    without ImageNet); `weights` is accepted for the same reason and unused (each member's weights
+    come from its stage-1 entry).
     """
 
     def __init__(self, members: list[dict[str, Any]], pretrained: bool | None = None, weights: str | None = None,
@@ -155,8 +157,9 @@ class EnsembleEncoder(ImageEncoder):
         return torch.cat([m.forward_stem(x) for m in self.members], 1)
 
     def forward_trunk(self, h: torch.Tensor) -> torch.Tensor:
-        maps = [m.forward_maps(part) for m, part in zip(self.members, h.chunk(len(self.members), 1))]
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.fmap(torch.cat(maps, 1)), 1), 1)
+        k = len(self.members)
+        maps = self.fmap(torch.cat([m.forward_maps(part) for m, part in zip(self.members, h.chunk(k, 1))], 1))
+        return torch.cat([m.pool(part) for m, part in zip(self.members, maps.chunk(k, 1))], 1)
 
     def stem_modules(self) -> list[nn.Module]:
         return [layer for m in self.members for layer in m.stem_modules()]

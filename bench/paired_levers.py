@@ -1,0 +1,54 @@
+"""Paired comparisons behind the training-lever readings (docs/BENCHMARKS.md "Training levers", RESULTS):
+
+    python bench/paired_levers.py
+
+Each pair is scored on the same validation and test cases with its card's calibration and decision
+rule; the difference carries a 95% group-bootstrap interval (`skinui.stats.paired_difference`,
+2,000 replicates over lesions or patients).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PAIRS = [  # (entry a, its folder), (entry b, its folder), dataset, data folder: a minus b
+    (("pad_ufes20_image_gpu", "weights"), ("pad_ufes20_image", "weights"), "pad-ufes-20", "../shared/data/pad-ufes-20"),
+    (("ham10000_ens_image", "weights/pending"), ("ham10000_image", "weights"), "ham10000", "../shared/data/ham10000"),
+]
+
+
+def scored(name: str, folder: str, dataset: str, root: str, split: str, cache):
+    from skinui.calibration import calibrated_logits, decide, softmax
+    from skinui.zoo import load_entry
+    from training.evaluate import select_cases, subset_logits
+
+    entry = load_entry(name, REPO / folder)
+    cases, labels, _ = select_cases(entry.card, dataset, (REPO / root).resolve(), split)
+    z = subset_logits(entry, cases, cache=cache)[tuple(entry.model.modalities)]
+    key = entry.card["training"]["split"].get("group_key") or "lesion_id"
+    return (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration)), labels, \
+        [c.group(key) for c in cases]
+
+
+def main() -> int:
+    from skinui.stats import paired_difference
+    from training.evaluate import EncodeCache
+
+    cache = EncodeCache()
+    for (a, folder_a), (b, folder_b), dataset, root in PAIRS:
+        for split in ("val", "test"):
+            sa, labels, groups = scored(a, folder_a, dataset, root, split, cache)
+            sb, _, _ = scored(b, folder_b, dataset, root, split, cache)
+            diff = paired_difference(labels, groups, sa, sb)
+            cells = [f"{k} {v['estimate']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in diff.items()
+                     if isinstance(v, dict) and "estimate" in v]
+            print(f"{a} - {b}, {split}: " + "; ".join(cells))
+    cache.save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

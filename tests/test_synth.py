@@ -99,7 +99,7 @@ def test_bayes_ceilings_keep_the_ordering_with_overlapping_metadata_profiles():
     Bayes classifier still orders trimodal > each bimodal > each single modality."""
     from skinui.synth.ceilings import bayes_accuracy
 
-    bayes = bayes_accuracy(n=2400)
+    bayes = bayes_accuracy(n=2400)["joint"]
     for s, v in bayes.items():
         ideal = design.ideal_accuracy(s)
         assert (v == pytest.approx(ideal)) if "metadata" not in s else (v < ideal - 0.01), (s, v)
@@ -125,6 +125,60 @@ def test_classes_sharing_a_code_render_identically(a, b, same):
 def test_docs_table_matches_the_design():
     doc = (REPO / "docs" / "SYNTHDERM.md").read_text()
     assert design.pair_table() in doc and design.accuracy_table() in doc
+    assert design.pair_table("interaction") in doc and design.accuracy_table("interaction") in doc
+
+
+# -- the interaction variant: evidence that lives in a combination of modalities ------------------------
+
+def test_interaction_pairs_are_separable_only_jointly():
+    for a, b in [(a, b) for a in design.CLASSES for b in design.CLASSES if a < b]:
+        assert design.joint_only(a, b) is None  # the independent design has no such pair
+    assert design.joint_only("MEL", "NV", "interaction") == ("dermoscopic", "metadata")
+    assert design.joint_only("AKIEC", "BKL", "interaction") == ("clinical", "metadata")
+    v = design.VARIANTS.get("interaction")
+    for m in design.MODALITIES:  # each modality alone: the two classes show the same code distribution
+        for code in {t[design.MODALITIES.index(m)] for t in v.components["MEL"] + v.components["NV"]}:
+            assert v.p_codes("MEL", (m,), (code,)) == v.p_codes("NV", (m,), (code,))
+    # and no code triple is shared between classes: together the codes identify the class
+    triples = [t for comps in v.components.values() for t in comps]
+    assert len(triples) == len(set(triples))
+    assert design.case_evidence("MEL", v.components["MEL"][0], "interaction") == {
+        "dermoscopic": [], "clinical": [], "metadata": [], "joint": ["NV"]}
+
+
+def test_fusion_ceilings_separate_additive_from_interacting_fusion():
+    """Known answers: on an exclusive-or pair, a product of per-modality posteriors is at chance (1/2),
+    the best additive rule gets three of the four cells (3/4) and an interacting rule all of them."""
+    from skinui.synth.ceilings import additive_accuracy, bayes_accuracy
+
+    full = design.MODALITIES
+    for s in design.modality_subsets():  # independent design: the three ceilings coincide
+        assert design.late_accuracy(s) == design.ideal_accuracy(s) == pytest.approx(additive_accuracy(s))
+    assert design.late_accuracy(full, "interaction") == pytest.approx(1 - 2 * 2 * 0.5 / 8)
+    assert additive_accuracy(full, "interaction") == pytest.approx(1 - 2 * 2 * 0.25 / 8)
+    assert design.ideal_accuracy(full, "interaction") == 1.0
+    bayes = bayes_accuracy(n=2400, variant="interaction")
+    for s in design.modality_subsets():
+        gap = bayes["joint"][s] - bayes["late"][s]
+        # an interaction needs metadata together with the image that carries the other half
+        assert (gap > 0.05) if ("metadata" in s and len(s) > 1) else gap == pytest.approx(0.0, abs=1e-9), (s, gap)
+
+
+def test_interaction_lesion_shares_images_with_its_xor_partner(tmp_path):
+    """Same lesion as MEL and as NV: both images byte-identical (same component index), metadata not."""
+    ra, rb = (render(Planned(0, 5, 1, label, "val"), 3, SIZE, variant="interaction") for label in ("MEL", "NV"))
+    assert ra.images["dermoscopic"].tobytes() == rb.images["dermoscopic"].tobytes()
+    assert ra.images["clinical"].tobytes() == rb.images["clinical"].tobytes()
+    assert ra.truth["codes"]["metadata"] != rb.truth["codes"]["metadata"]
+    assert ra.truth["variant"] == "interaction" and "variant" not in render(Planned(0, 5, 1, "MEL", "val"), 3, SIZE).truth
+    out = generate(96, 0, tmp_path / "x", size=32, variant="interaction")
+    truth = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    seen = {(t["label"], tuple(t["codes"][m] for m in design.MODALITIES)) for t in truth}
+    v = design.VARIANTS.get("interaction")
+    assert all(codes in v.components[label] for label, codes in seen)
+    assert {codes for label, codes in seen if label == "MEL"} == set(v.components["MEL"])  # both drawn
+    assert json.loads((out / "manifest.json").read_text())["variant"] == "interaction"
+    assert any("Design variant" in n for n in load_dataset("synthderm", out).notes)
 
 
 # -- a per-modality classifier on cheap features shows the designed ordering -------------------------

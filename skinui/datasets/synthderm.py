@@ -122,6 +122,9 @@ class SynthDermAdapter(DatasetAdapter):
             manifest = json.loads((self.root / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return
+        if manifest.get("variant", "independent") != "independent":
+            tally.note(f"Design variant {manifest['variant']!r}: some class pairs are separable only by a "
+                       "combination of modalities (docs/SYNTHDERM.md).")
         if manifest.get("shortcuts"):
             tally.note("Generated with shortcut(s) " + ", ".join(manifest["shortcuts"]) +
                        " (artefact:class:modality, training split only).")

@@ -10,10 +10,22 @@ modality are identically distributed there: by construction, not by hope. The co
 - a pair separable only by metadata (AKIEC vs SCCKA: same images, rapid growth and bleeding differ),
 
 so the ideal ordering is C+D+M > every bimodal pair > every single modality (see `ideal_accuracy`).
+
+That default design (`independent`) renders each modality from a code fixed by the class, so the
+modalities are independent given the class and late fusion is Bayes-optimal. The `interaction`
+variant (`VARIANTS`) makes two pairs separable only by a *combination* of modalities: each of their
+classes is an equal mixture of two code triples arranged as an exclusive-or, so neither modality
+alone says anything about the pair and the two together say everything. `late_accuracy` is the
+ceiling of a fusion that adds per-modality evidence (late fusion, or one linear layer over
+concatenated features); `ideal_accuracy` is the ceiling of a fusion that can model interactions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+import math
 from itertools import combinations
+
+from skinui.registry import Registry
 
 CLASSES = ("MEL", "NV", "BCC", "BKL", "AKIEC", "SCCKA", "DF", "VASC")
 CLASS_NAMES = {
@@ -67,6 +79,56 @@ CUES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+Triple = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A design: each class is an equal mixture of code triples (one triple: the codes are fixed by the class)."""
+
+    name: str
+    summary: str
+    components: dict[str, tuple[Triple, ...]]
+
+    @property
+    def mixed(self) -> bool:
+        return any(len(c) > 1 for c in self.components.values())
+
+    def p_codes(self, label: str, modalities: tuple[str, ...] | list[str], codes: tuple[str, ...]) -> float:
+        """P(the codes of `modalities` are `codes` | label)."""
+        idx = [MODALITIES.index(m) for m in modalities]
+        comps = self.components[label]
+        return sum(all(t[i] == c for i, c in zip(idx, codes)) for t in comps) / len(comps)
+
+    def blocks(self, modalities: tuple[str, ...] | list[str]) -> set[tuple[str, ...]]:
+        """Every code combination of `modalities` that some class can show."""
+        idx = [MODALITIES.index(m) for m in modalities]
+        return {tuple(t[i] for i in idx) for comps in self.components.values() for t in comps}
+
+
+VARIANTS: Registry[Variant] = Registry("SynthDerm design variant")
+VARIANTS.register("independent")(Variant(
+    "independent", "each modality rendered from a code fixed by the class: modalities independent given the class",
+    {c: (t,) for c, t in CODES.items()}))
+# Two exclusive-or pairs, deliberately caricatures (not clinical teaching): what each code *means*
+# depends on another modality. MEL vs NV: the network type means melanoma in one patient profile
+# and naevus in the other (dermoscopy x metadata). BKL vs AKIEC: the clinical look means keratosis
+# in one profile and actinic keratosis in the other (clinical x metadata). No triple is shared with
+# another class, so every other pair keeps its independent-design evidence.
+VARIANTS.register("interaction")(Variant(
+    "interaction", "MEL/NV separable only by dermoscopy x metadata, BKL/AKIEC only by clinical x metadata "
+    "(exclusive-or mixtures); every other class as in the independent design",
+    {**{c: (t,) for c, t in CODES.items()},
+     "MEL": (("atypical_network", "pigmented_macule", "sun_exposed_elderly"),
+             ("regular_network", "pigmented_macule", "young_adult")),
+     "NV": (("atypical_network", "pigmented_macule", "young_adult"),
+            ("regular_network", "pigmented_macule", "sun_exposed_elderly")),
+     "BKL": (("keratotic", "stuck_on_plaque", "sun_exposed_elderly"),
+             ("keratotic", "scaly_erythema", "young_adult")),
+     "AKIEC": (("keratotic", "scaly_erythema", "sun_exposed_elderly"),
+               ("keratotic", "stuck_on_plaque", "young_adult"))}))
+
+
 def code(label: str, modality: str) -> str:
     return CODES[label][MODALITIES.index(modality)]
 
@@ -81,10 +143,29 @@ def confusable(label: str, modalities: tuple[str, ...] | list[str]) -> tuple[str
     return tuple(c for c in CLASSES if c != label and all(code(c, m) == code(label, m) for m in modalities))
 
 
-def ideal_accuracy(modalities: tuple[str, ...] | list[str]) -> float:
-    """Bayes accuracy with balanced classes if each code were perfectly readable: blocks / classes."""
-    blocks = {tuple(code(c, m) for m in modalities) for c in CLASSES}
-    return len(blocks) / len(CLASSES)
+def ideal_accuracy(modalities: tuple[str, ...] | list[str], variant: str = "independent") -> float:
+    """Bayes balanced accuracy (balanced classes) if each code were perfectly readable.
+
+    The MAP rule's balanced accuracy is sum over code blocks of max_c P(block | c), divided by the
+    number of classes; with one triple per class that is blocks / classes."""
+    v = VARIANTS.get(variant)
+    return sum(max(v.p_codes(c, modalities, b) for c in CLASSES) for b in v.blocks(modalities)) / len(CLASSES)
+
+
+def late_accuracy(modalities: tuple[str, ...] | list[str], variant: str = "independent") -> float:
+    """The same ceiling for a fusion that *adds* per-modality evidence: decide by the product of each
+    modality's own likelihood (late fusion of Bayes-optimal single-modality classifiers; a linear
+    layer over concatenated features is no richer). Ties are split evenly. Equal to `ideal_accuracy`
+    when the modalities are independent given the class."""
+    v = VARIANTS.get(variant)
+    total = 0.0
+    for label in CLASSES:
+        for t in v.components[label]:
+            obs = [(m, t[MODALITIES.index(m)]) for m in modalities]
+            score = [math.prod(v.p_codes(c, (m,), (x,)) for m, x in obs) for c in CLASSES]
+            best = [i for i, s in enumerate(score) if s == max(score)]
+            total += (CLASSES.index(label) in best) / len(best) / len(v.components[label])
+    return total / len(CLASSES)
 
 
 def modality_subsets() -> list[tuple[str, ...]]:
@@ -97,24 +178,67 @@ def evidence(label: str) -> dict[str, list[str]]:
     return {m: list(confusable(label, [o for o in others if o != m])) for m in MODALITIES}
 
 
-def pair_table() -> str:
+SHORT = {"dermoscopic": "D", "clinical": "C", "metadata": "M"}
+
+
+def separates(a: str, b: str, modalities: tuple[str, ...] | list[str], variant: str = "independent") -> bool:
+    """Whether classes a and b show different code distributions in `modalities` (jointly)."""
+    v = VARIANTS.get(variant)
+    return any(v.p_codes(a, modalities, blk) != v.p_codes(b, modalities, blk) for blk in v.blocks(modalities))
+
+
+def joint_only(a: str, b: str, variant: str = "independent") -> tuple[str, ...] | None:
+    """The smallest modality set that separates a and b when no single modality does (an interaction)."""
+    if any(separates(a, b, (m,), variant) for m in MODALITIES):
+        return None
+    return next((s for s in modality_subsets() if separates(a, b, s, variant)), None)
+
+
+def case_evidence(label: str, codes: Triple, variant: str = "independent") -> dict[str, list[str]]:
+    """`evidence` for one case drawn with `codes`: per modality, the classes that have a component
+    equal to this case everywhere but in that modality (only that modality rules them out), and,
+    under `joint`, the classes that only a combination of modalities tells apart from `label`."""
+    v = VARIANTS.get(variant)
+    joint = [c for c in CLASSES if c != label and joint_only(label, c, variant)]
+    out = {m: [c for c in CLASSES if c != label and c not in joint and any(
+        all(t[i] == codes[i] for i in range(len(MODALITIES)) if MODALITIES[i] != m) for t in v.components[c])]
+        for m in MODALITIES}
+    out["joint"] = joint
+    return out
+
+
+def pair_table(variant: str = "independent") -> str:
     """Markdown table: for every class pair, which modality carries the evidence (docs embed it)."""
-    short = {"dermoscopic": "D", "clinical": "C", "metadata": "M"}
     lines = ["| pair | D | C | M | separable by |", "|---|---|---|---|---|"]
     for a, b in combinations(CLASSES, 2):
-        sep = separating_modalities(a, b)
+        sep = tuple(m for m in MODALITIES if separates(a, b, (m,), variant))
         marks = ["yes" if m in sep else "-" for m in MODALITIES]
-        note = f"**{short[sep[0]]} only**" if len(sep) == 1 else "+".join(short[m] for m in sep)
+        joint = joint_only(a, b, variant)
+        if joint:
+            note = "**" + " x ".join(SHORT[m] for m in joint) + " jointly**"
+        else:
+            note = f"**{SHORT[sep[0]]} only**" if len(sep) == 1 else "+".join(SHORT[m] for m in sep)
         lines.append(f"| {a} vs {b} | " + " | ".join(marks) + f" | {note} |")
     return "\n".join(lines)
 
 
-def accuracy_table() -> str:
+def accuracy_table(variant: str = "independent") -> str:
     from skinui.synth.ceilings import bayes_accuracy
 
-    short = {"dermoscopic": "D", "clinical": "C", "metadata": "M"}
-    bayes = bayes_accuracy()
-    lines = ["| modalities | ideal (every code readable) | Bayes (metadata through its profiles) |", "|---|---|---|"]
+    if not VARIANTS.get(variant).mixed:
+        bayes = bayes_accuracy()["joint"]
+        lines = ["| modalities | ideal (every code readable) | Bayes (metadata through its profiles) |", "|---|---|---|"]
+        for s in modality_subsets():
+            lines.append(f"| {'+'.join(SHORT[m] for m in s)} | {ideal_accuracy(s):.3f} | {bayes[s]:.3f} |")
+        return "\n".join(lines)
+    from skinui.synth.ceilings import additive_accuracy
+
+    bayes = bayes_accuracy(variant=variant)
+    lines = ["| modalities | product of per-modality posteriors | best additive rule | interacting (Bayes) "
+             "| product, metadata through its profiles | Bayes, metadata through its profiles |",
+             "|---|---|---|---|---|---|"]
     for s in modality_subsets():
-        lines.append(f"| {'+'.join(short[m] for m in s)} | {ideal_accuracy(s):.3f} | {bayes[s]:.3f} |")
+        lines.append(f"| {'+'.join(SHORT[m] for m in s)} | {late_accuracy(s, variant):.3f} | "
+                     f"{additive_accuracy(s, variant):.3f} | {ideal_accuracy(s, variant):.3f} | "
+                     f"{bayes['late'][s]:.3f} | {bayes['joint'][s]:.3f} |")
     return "\n".join(lines)

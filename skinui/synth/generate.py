@@ -18,7 +18,7 @@ SPLITS = (("train", 0.7), ("val", 0.85), ("test", 1.0))  # cumulative fractions,
 P_SECOND_VISIT = 0.25  # share of lesions photographed again at a follow-up visit
 
 # stream ids: one independent random stream per purpose
-PLAN, LABELS, META, SHAPE, D_LESION, C_LESION, D_VIEW, C_VIEW, D_ART, C_ART = range(10)
+PLAN, LABELS, META, SHAPE, D_LESION, C_LESION, D_VIEW, C_VIEW, D_ART, C_ART, COMPONENT = range(11)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -76,11 +76,18 @@ class Rendered:
     truth: dict[str, Any]  # ground-truth record (JSON-safe)
 
 
+def codes_of(p: Planned, seed: int, variant: str = "independent") -> design.Triple:
+    """The lesion's (dermoscopic, clinical, metadata) codes: its class's only triple, or one of its
+    class's equally likely triples drawn from the lesion's own stream (both visits share it)."""
+    comps = design.VARIANTS.get(variant).components[p.label]
+    return comps[0] if len(comps) == 1 else comps[int(stream(seed, COMPONENT, p.lesion).integers(len(comps)))]
+
+
 def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut, ...] = (),
-           lesion: bool = True) -> Rendered:
+           lesion: bool = True, variant: str = "independent") -> Rendered:
     """One case's images, masks and truth; `lesion=False` paints skin and nuisances only (an
-    out-of-distribution probe: same camera, no lesion)."""
-    d_code, c_code, m_code = design.CODES[p.label]
+    out-of-distribution probe: same camera, no lesion). `variant` picks the design (`design.VARIANTS`)."""
+    d_code, c_code, m_code = codes_of(p, seed, variant)
     truth_meta, observed = metadata.sample(stream(seed, META, p.lesion), m_code)
     g = stream(seed, SHAPE, p.lesion)
     shape = Shape.random(g, range(2, 5), (0.04, 0.14))
@@ -123,13 +130,16 @@ def render(p: Planned, seed: int, size: int, shortcuts: tuple[artefacts.Shortcut
         "mask": f"masks/{p.case_id}.png", "mask_clinical": f"masks_clinical/{p.case_id}.png",
         "codes": {"dermoscopic": d_code, "clinical": c_code, "metadata": m_code},
         "cues": {"dermoscopic": d_cues, "clinical": c_cues, "metadata": list(design.CUES["metadata"][m_code])},
-        "evidence": design.evidence(p.label),
+        "evidence": (design.case_evidence(p.label, (d_code, c_code, m_code), variant)
+                     if design.VARIANTS.get(variant).mixed else design.evidence(p.label)),
         "artefacts": {"dermoscopic": d_art, "clinical": c_art},
         "shortcut": sorted(f"{m}:{name}" for m, arts in (("dermoscopic", d_art), ("clinical", c_art))
                            for name, params in arts.items() if params.get("shortcut")),
         "truth_metadata": truth_meta,
         "pigment_tone": round(float(tone), 4),
     }
+    if variant != "independent":  # the default's records stay byte-identical to earlier datasets
+        truth["variant"] = variant
     return Rendered(
         images={"dermoscopic": to_uint8(d_img), "clinical": to_uint8(c_img)},
         masks={"dermoscopic": ((d_frame.t < 1.0) * 255).astype(np.uint8),

@@ -21,8 +21,8 @@ concatenated features); `ideal_accuracy` is the ceiling of a fusion that can mod
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from itertools import combinations
 
 from skinui.registry import Registry

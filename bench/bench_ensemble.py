@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--ensemble", default="ham10000_ens_image")
     ap.add_argument("--ensemble-weights", default=str(REPO / "weights" / "pending"),
-                    help="the folder holding the ensemble entry (weights/pending until it ships)")
+                    help="the folder holding the ensemble entry")
     ap.add_argument("--write", default=None)
     args = ap.parse_args(argv)
     from skinui import evidence

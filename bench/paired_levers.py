@@ -16,21 +16,17 @@ sys.path.insert(0, str(REPO))
 
 PAIRS = [  # (entry a, its folder), (entry b, its folder), dataset, data folder: a minus b
     (("pad_ufes20_image_gpu", "weights"), ("pad_ufes20_image", "weights"), "pad-ufes-20", "../shared/data/pad-ufes-20"),
-    (("ham10000_ens_image", "weights/pending"), ("ham10000_image", "weights"), "ham10000", "../shared/data/ham10000"),
+    (("ham10000_ens_image", "weights"), ("ham10000_image", "weights"), "ham10000", "../shared/data/ham10000"),
 ]
 
 
 def scored(name: str, folder: str, dataset: str, root: str, split: str, cache):
-    from skinui.calibration import calibrated_logits, decide, softmax
+    """(calibrated probabilities, decisions), labels, groups of one entry on a split (`training.evaluate.shipped_scores`)."""
     from skinui.zoo import load_entry
-    from training.evaluate import select_cases, subset_logits
+    from training.evaluate import shipped_scores
 
-    entry = load_entry(name, REPO / folder)
-    cases, labels, _ = select_cases(entry.card, dataset, (REPO / root).resolve(), split)
-    z = subset_logits(entry, cases, cache=cache)[tuple(entry.model.modalities)]
-    key = entry.card["training"]["split"].get("group_key") or "lesion_id"
-    return (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration)), labels, \
-        [c.group(key) for c in cases]
+    _, labels, groups, scores = shipped_scores(load_entry(name, REPO / folder), dataset, REPO / root, split, cache)
+    return scores, labels, groups
 
 
 def main() -> int:

@@ -359,6 +359,10 @@ def test_retrain_orders_stage1_before_the_stage2_entries_that_read_it():
     last_fit = max(at.values())
     assert all(i > last_fit for i, c in enumerate(cmds) if "training.trust " in c or "training.reports" in c)
     assert all("--data-root DATA" in c for c in fits) and any("training.seeds" in c for c in cmds)
+    step = {name: next(i for i, c in enumerate(cmds) if name in c) for name in ("training.seeds", "training.anchor",
+                                                                                 "training.results")}
+    assert step["training.seeds"] < step["training.anchor"] < step["training.results"]  # pairs the retrained entries
+    assert "--pair-entries" in cmds[step["training.anchor"]] and "--data-root DATA" in cmds[step["training.anchor"]]
 
 
 def test_seed_scratch_zoo_picks_up_files_added_or_changed_since_it_was_made(tmp_path):

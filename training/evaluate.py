@@ -268,6 +268,21 @@ def select_cases(card: dict[str, Any], dataset: str, root: Path, split: str) -> 
     return chosen, labels, note
 
 
+def shipped_scores(entry: Any, dataset: str, root: str | Path, split: str, cache: EncodeCache | None = None
+                   ) -> tuple[list[Case], np.ndarray, list[str], tuple[np.ndarray, np.ndarray]]:
+    """The entry as the app runs it on `split`, for a paired comparison: (cases, labels, bootstrap groups,
+    (calibrated probabilities [N, K], decisions [N])) with the card's calibration and decision rule.
+
+    The cases are re-derived from the card's split (SHA-checked, `select_cases`); the groups are the
+    card's split grouping (lesion or patient), what `skinui.stats.paired_difference` resamples.
+    """
+    cases, labels, _ = select_cases(entry.card, dataset, Path(root).expanduser().resolve(), split)
+    z = subset_logits(entry, cases, cache=cache)[tuple(entry.model.modalities)]
+    key = ((entry.card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
+    return cases, labels, [c.group(key) for c in cases], \
+        (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration))
+
+
 def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, device: torch.device | None = None,
                    batch_size: int = 64, cache: EncodeCache | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json dict, figure extras) of a loaded entry on `split` of the dataset under `data_root`."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from skinui import evidence
+from skinui.stats import indistinguishable
 from skinui.zoo import list_entries
 
 
@@ -36,10 +37,10 @@ def _name(card: dict[str, Any]) -> str:
 
 
 def _diff(d: dict[str, Any] | None, metric: str = "balanced_accuracy") -> str:
+    """A paired difference with its interval, '≈' when the interval contains 0 (read from the interval itself)."""
     if not d:
         return ""
-    m = d[metric]
-    return evidence.signed_interval(m) + ("" if m["excludes_zero"] else " ≈")
+    return evidence.signed_interval(d[metric]) + (" ≈" if indistinguishable(d, metric) else "")
 
 
 def _seeds(card: dict[str, Any]) -> str:
@@ -138,12 +139,17 @@ def collection_table(cards: list[dict[str, Any]]) -> str:
     return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows])
 
 
+def _anchor(dataset: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """The dataset's anchor JSON (`python -m training.anchor`), or None when it has not been run."""
+    path = (folder or Path(__file__).resolve().parents[1] / "docs" / "reports") / f"anchor-{dataset}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def anchor_line(dataset: str, folder: Path | None = None) -> str:
     """The dataset's logistic-regression anchor (`python -m training.anchor`), when it has been run."""
-    path = (folder or Path(__file__).resolve().parents[1] / "docs" / "reports") / f"anchor-{dataset}.json"
-    if not path.is_file():
+    a = _anchor(dataset, folder)
+    if a is None:
         return ""
-    a = json.loads(path.read_text())
 
     def ci(block: dict[str, Any]) -> str:
         b = block["balanced_accuracy"]
@@ -155,6 +161,27 @@ def anchor_line(dataset: str, folder: Path | None = None) -> str:
         text += (f"; complete test cases ({a['test_complete']['n_cases']}) {ci(a['test_complete'])}, complete "
                  f"validation cases {a['val_complete']['balanced_accuracy']['estimate']:.3f}")
     return text + f". Command: `{a['command']}`."
+
+
+def anchor_table(dataset: str, folder: Path | None = None) -> str:
+    """Each entry that reads metadata minus the anchor, paired (the anchor JSON's `pairs`), when they were measured."""
+    a = _anchor(dataset, folder)
+    pairs = ((a or {}).get("pairs") or {}).get("entries") or {}
+    if not pairs:
+        return ""
+    complete = any("test_complete" in p for p in pairs.values())
+    n = {k: next((p[k]["n_cases"] for p in pairs.values() if k in p), None) for k in ("test", "test_complete")}
+    cols = (["test_complete"] if complete else []) + ["test"]
+    label = {"test_complete": f"complete test cases ({n['test_complete']})", "test": f"all test cases ({n['test']})"}
+    val = "val_complete" if complete else "val"
+    head = ("| entry | " + " | ".join(f"{label[k]}: Δ bal. acc. | Δ macro AUC" for k in cols)
+            + f" | validation{' (complete cases)' if complete else ''}: Δ bal. acc. |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, p in sorted(pairs.items()):
+        cells = [f"{_diff(p.get(k))} | {_diff(p.get(k), 'macro_auc')}" for k in cols]
+        lines.append(f"| {_name({'name': name, 'leaky': p.get('leaky')})} | " + " | ".join(cells)
+                     + f" | {_diff(p.get(val))} |")
+    return "\n".join(lines)
 
 
 def tables(dataset: str, weights_dir: str | None = None) -> str:
@@ -185,6 +212,13 @@ def tables(dataset: str, weights_dir: str | None = None) -> str:
     anchor = anchor_line(dataset)
     if anchor:
         parts += ["", anchor]
+    versus_anchor = anchor_table(dataset)
+    if versus_anchor:
+        parts += ["", "**Against the anchor** (each shipped entry that reads metadata minus the anchor, paired: same "
+                  "cases, same bootstrap replicates; the entry with its card's calibration and decision rule, the "
+                  "anchor by argmax; ≈ = the 95% interval contains 0; complete cases: the collection-confounded block "
+                  "filled in):",
+                  "", versus_anchor]
     parts += ["", "Commands (each entry's card records its own):", ""]
     parts += [f"- `{c['name']}`: `{(c.get('training') or {}).get('command', '')}`" for c in cards]
     return "\n".join(parts)

@@ -6,7 +6,8 @@ The shipped entries are those in `weights/` whose card names the dataset and who
 in `training/configs/`. Each is refitted from its config in dependency order (stage-1 encoders and
 metadata-only entries first, then every stage-2 entry once the entries its `stage2.backbone` names
 exist), then the whole dataset is re-measured: trust blocks (`training.trust`), evaluation reports
-and intervals (`training.reports`), the stage-2 seeds (`training.seeds`) and the RESULTS and TRUST
+and intervals (`training.reports`), the stage-2 seeds (`training.seeds`), the metadata anchor's paired
+differences where the dataset has one (`training.anchor --pair-entries`) and the RESULTS and TRUST
 tables. A stage-1 config with `train.mode: full` (e.g. `ham10000_image_gpu.yaml`) wants a GPU; on a
 CPU it still runs, slowly (docs/BENCHMARKS.md gives the cost). Retraining a stage-1 encoder replaces
 its `weights/shared/` file, so its old file is removed first (the zoo refuses to overwrite a shared
@@ -90,6 +91,10 @@ def commands(dataset: str, data_root: str, weights_dir: Path, device: str, seeds
     if stage2 and seeds:
         cmds.append(py + ["training.seeds", "--weights-dir", str(weights_dir), "--configs", *stage2,
                           "--seeds", *map(str, seeds), "--update-cards"])
+    anchor = Path("docs") / "reports" / f"anchor-{dataset}.json"
+    if (REPO / anchor).is_file():  # the dataset has a metadata anchor: re-pair it with the retrained entries
+        cmds.append(py + ["training.anchor", "--dataset", dataset, "--data-root", data_root, "--out", str(anchor),
+                          "--pair-entries", "--weights-dir", str(weights_dir)])
     cmds.append(py + ["training.results", "--dataset", dataset, "--weights-dir", str(weights_dir),
                       "--write", "docs/RESULTS.md"])
     cmds.append(py + ["training.trust_tables", "--weights-dir", str(weights_dir), "--write", "docs/TRUST.md"])

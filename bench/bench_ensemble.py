@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=str(REPO / "weights"))
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--ensemble", default="ham10000_ens_image")
-    ap.add_argument("--ensemble-weights", default=str(REPO / "weights" / "pending"),
+    ap.add_argument("--ensemble-weights", default=str(REPO / "weights"),
                     help="the folder holding the ensemble entry")
     ap.add_argument("--write", default=None)
     args = ap.parse_args(argv)

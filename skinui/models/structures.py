@@ -192,3 +192,40 @@ class JIADF(JointIndividualFusion):
     def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         final = F.nll_loss(out.logits, target)
         return final + self.aux_loss(out, target, self.loss_weights) if self.aux else final
+
+
+@STRUCTURES.register("member_average")
+class MemberAverage(StructureBase):
+    """One `inner` structure (late or jf) per member of an ensemble image encoder; P = their mean.
+
+    The ensemble encoder concatenates its K members' pooled features, so f_I splits back into K
+    equal slices. Each slice gets its own fusion and head with the shared metadata features, and is
+    trained on its own cross-entropy (the loss is the mean of the K members' losses, so no member
+    leans on another), then the probabilities are averaged: the averaging that validation chose for
+    the image-only ensemble, here with metadata. `logits = log(P)` as for JIF/JI-ADF.
+    """
+
+    generic = False  # needs an ensemble image encoder: tested on its own, not in the any-encoder sweep
+
+    def __init__(self, dim_image: int, dim_meta: int | None, num_classes: int, members: int = 3, inner: str = "jf",
+                 fusion: dict[str, Any] | None = None, dropout: float = 0.2, **kw: Any) -> None:
+        super().__init__(dim_image, dim_meta, num_classes, dropout=dropout)
+        if inner not in ("late", "jf"):
+            raise ValueError("member_average takes inner: late or jf (structures trained on plain cross-entropy).")
+        if not dim_image or members < 2 or dim_image % members:
+            raise ValueError(f"member_average needs an ensemble image encoder whose width ({dim_image}) splits "
+                             f"into members: {members} equal slices.")
+        self.members = members
+        self.heads = nn.ModuleList([STRUCTURES.get(inner)(dim_image // members, dim_meta, num_classes, fusion=fusion,
+                                                          dropout=dropout, **kw) for _ in range(members)])
+
+    def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor | None, present: torch.Tensor) -> ModelOutput:
+        outs = [h(part, f_meta, present) for h, part in zip(self.heads, f_image.chunk(self.members, 1))]
+        probs = torch.stack([o.probs for o in outs]).mean(0)
+        # [B, K, C] so that slicing rows (class-weighted losses) keeps each case's member logits
+        return ModelOutput(torch.log(probs.clamp_min(_EPS)), probs,
+                           features={"member_logits": torch.stack([o.logits for o in outs], 1)})
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        z = out.features["member_logits"]
+        return F.cross_entropy(z.flatten(0, 1), target.repeat_interleave(self.members))

@@ -118,3 +118,20 @@ def test_ece_floor_is_what_perfect_calibration_measures_on_few_cases():
     assert ece_floor(rng.dirichlet(np.full(6, 0.5), size=5000)) < floor / 3  # shrinks with more cases
     overconfident = np.eye(6)[rng.integers(0, 6, 70)] * 0.9 + 0.1 / 6  # 92% confident, right 1 time in 6
     assert ece(overconfident, rng.integers(0, 6, 70)) > ece_floor(overconfident) + 0.5
+
+
+def test_decision_weight_is_tuned_only_when_tuning_wins_on_held_out_halves():
+    logits, labels, log_prior = _balanced_world(seed=3)
+    z = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    # z already balanced (log p(x|y) normalised): subtracting the prior again hurts, tau = 0 is right
+    helps = calibration.check_decision_weight(z[:1500], labels[:1500], log_prior)
+    assert helps["tune"] and helps["mean_gain"] > 0.01 and helps["share_losing"] <= 0.2
+    # z is the natural posterior (balanced likelihood + log prior): tau = 1 is the Bayes rule, tuning
+    # can only chase noise, so it is not adopted
+    natural = z + log_prior
+    noise = calibration.check_decision_weight(natural[:1500], labels[:1500], log_prior)
+    assert not noise["tune"] and noise["mean_gain"] <= 0.005
+    # the summary follows the check: tau = 1 unless tuning generalised
+    s = calibration.calibration_summary(natural[:1500], labels[:1500], natural[1500:], labels[1500:],
+                                        log_prior=log_prior, rebalanced=False)
+    assert s["decision_prior_weight"] == 1.0 and s["decision_weight_check"]["tune"] is False

@@ -50,6 +50,10 @@ def shared_specs(cfg: dict[str, Any], model: Any, weights_dir: Path) -> list[dic
             name = cfg["export"]["shared_encoder"]
             name = name if len(keys) == 1 else f"{name}_{key.split('.')[1]}"
             specs[key] = {"name": name, "prefix": key, "fp16": fp16}
+    for m, key in _encoder_keys(model).items():  # frozen parts an encoder loaded from weights/shared (TDBN)
+        parts = getattr(model.image_encoders[m], "shared_files", None)
+        for sub, name in (parts() if parts else {}).items():
+            specs.setdefault(key + sub, {"name": name, "prefix": key + sub, "fp16": True})
     return list(specs.values())
 
 
@@ -112,8 +116,9 @@ def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weigh
     test_logits = subset_logits(entry, test, cache=cache)
     log_prior = log_prevalence(prep.labels[prep.split["train"]], len(prep.classes))
     rebalanced = cfg["train"]["sampler"] == "balanced" or bool(cfg["train"]["loss"].get("class_weighted"))
+    group_key = prep.split_record.get("group_key") or "lesion_id"
     cal = calibration_summary(val_logits, val_labels, test_logits[tuple(entry.model.modalities)], test_labels,
-                              log_prior=log_prior, rebalanced=rebalanced)
+                              log_prior=log_prior, rebalanced=rebalanced, fit_groups=[c.group(group_key) for c in val])
     rep, _ = report(entry, test, test_labels, calibration=cal, logits=test_logits)
     card["calibration"] = {**cal, "fitted_on": "val", "measured_on": "test" if prep.split["test"] else "val"}
     card["metrics"] = card_metrics(rep, "test" if prep.split["test"] else "val")

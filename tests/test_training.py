@@ -58,7 +58,8 @@ def test_every_shipped_config_resolves_and_builds():
         names.add(cfg["name"])
         model = dict(cfg["model"], num_classes=3, meta_dim=5)
         if cfg["model"]["image_encoder"]["name"] != "concept_mlp":  # cheap stand-in, same feature width
-            model["image_encoder"] = {"name": "concept_mlp", "in_dim": 4, "out_dim": 1280}
+            members = len(cfg["model"]["image_encoder"].get("members") or [None])  # an ensemble: one slice each
+            model["image_encoder"] = {"name": "concept_mlp", "in_dim": 4, "out_dim": 1280 * members}
         build_model(model)  # fusion/structure/modalities combination is valid
     assert {"ham10000_image", "ham10000_jiadf", "pad_ufes20_jiadf", "synthderm_jiadf"} <= names
     assert sum(n.startswith("ham10000_jf_") for n in names) == 11

@@ -81,6 +81,10 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = None, device: str = "auto",
         resume: bool = False, command: str = "", weights_dir: str | None = None, hash_weights: bool = False) -> Path:
     """Train per `cfg`; returns the run directory. Rank 0 writes everything."""
+    if (cfg["model"].get("structure") or {}).get("name") == "fusionm4net":  # two stages and an SVM: its own steps
+        from training.fusionm4net import fit as fit_fusionm4net
+
+        return fit_fusionm4net(cfg, data_root, out, device, command, weights_dir)
     tr = cfg["train"]
     rt = setup(device, tr["amp"], bool(tr["channels_last"]))
     run_dir = Path(out) if out else REPO / "runs" / cfg["name"]

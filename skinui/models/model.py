@@ -86,8 +86,10 @@ class MultimodalModel(nn.Module):
         self.register_buffer("meta_missing", torch.tensor(missing_row, dtype=torch.float32), persistent=False)
         s_cfg = dict(cfg["structure"])
         dim_image = sum(dims[m] for m in self.image_modalities) or None
-        self.structure = STRUCTURES.get(s_cfg.pop("name"))(
-            dim_image, dims.get("metadata"), self.num_classes, fusion=cfg["fusion"], **s_cfg)
+        s_cls = STRUCTURES.get(s_cfg.pop("name"))
+        if getattr(s_cls, "wants_image_dims", False):  # e.g. fusionm4net splits f_image back into its modalities
+            s_cfg["image_dims"] = {m: dims[m] for m in self.image_modalities}
+        self.structure = s_cls(dim_image, dims.get("metadata"), self.num_classes, fusion=cfg["fusion"], **s_cfg)
         # Training-only tasks (e.g. a super-resolution decoder): built for training only, never shipped.
         self.auxiliary = nn.ModuleDict()
         for task, spec in (cfg.get("auxiliary") or {}).items() if training else ():
@@ -234,5 +236,7 @@ def build_model(cfg: dict[str, Any], training: bool = False) -> MultimodalModel:
     return MultimodalModel(cfg, training=training)
 
 
-# Imported for its registration side effect (the `dualrefnet` structure lives in its own module).
+# Imported for their registration side effects (the `dualrefnet` and `fusionm4net` structures live in their
+# own modules).
 from skinui.models import dualrefnet as _dualrefnet  # noqa: E402,F401
+from skinui.models import fusionm4net as _fusionm4net  # noqa: E402,F401

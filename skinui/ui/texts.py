@@ -83,6 +83,11 @@ FUSION_TEXTS: dict[str, tuple[str, str]] = {
         "width of the image and metadata features.",
         "[Q;K;V]_m = BN(W_m f_m),  o = MHA over {f_M, f_I},  f_J = BN(W_o o) + [f_I ; f_M]",
     ),
+    "projected_add": (
+        "Projected addition (TDBN): the metadata features are mapped by one linear layer to the width "
+        "of the image features and added to them, so the metadata shifts the image representation.",
+        "f_J = f_I + W f_M",
+    ),
 }
 
 STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
@@ -118,6 +123,32 @@ STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
         "proportion to how common each class is, and rare classes count more in the loss.",
         "L = 0.5 CE_w(P, y) + 1.0 MSE(D(F_I), 2×image) + 1.0 λ(Σ_k f_k |W2_k| + Σ_u g_u |W1_u|),  "
         "P = softmax(W2 ReLU(W1 [f_I ; f_M]))",
+    ),
+    "tdbn": (
+        "TDBN (dual-network attention with lesion segmentation): a segmentation network first outlines "
+        "the lesion; one image encoder reads the photo, a second reads the photo with everything outside "
+        "the outline blacked out. Cross-attention lets the outlined lesion decide where to look: its "
+        "features give the keys, the full photo gives the queries and the values. The metadata is added "
+        "to the pooled result, and three fully connected layers decide. The predicted outline is shown "
+        "next to Grad-CAM.",
+        "Z = MHA(Q = T_x W_q, K = T_{x⊙M} W_k, V = T_x W_v),  f_I = mean(LN(Z + FFN(Z))),  "
+        "P = softmax(MLP_{512,128}(f_I + W f_M))",
+    ),
+    "member_average": (
+        "Ensemble of fusion heads: the image is read by several encoders trained apart; each gets its own "
+        "fusion with the metadata and its own classifier, trained on its own, and their probabilities are "
+        "averaged. Encoders trained apart make different mistakes, which averaging cancels.",
+        "P = (1/K) Σ_k softmax(h_k(fuse_k(f_I^(k), f_M)))",
+    ),
+    "fusionm4net": (
+        "FusionM4Net (two stages): first, FusionNet reads the clinical and the dermoscopic image with "
+        "their own encoders, adds the two feature vectors, and has three classifiers (clinical, "
+        "dermoscopic, and the sum), whose predictions are mixed with weights chosen on validation. Then "
+        "a support vector machine reads the metadata (one column per answer) next to that prediction, "
+        "and the two stages' predictions are mixed again with weights chosen on validation. The SVM is "
+        "computed in the model itself, so Grad-CAM explains the final prediction.",
+        "f_F = f_C + f_D,  P1 = w_C P_C + w_D P_D + w_F P_F,  P2 = SVM_RBF([metadata ; P1]),  "
+        "P = w1 P1 + w2 P2",
     ),
 }
 
@@ -177,6 +208,9 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
         "mmfa_tang": ("Tang et al. 2024", "Tang P., Yan X., Nan Y., Hu X., Menze B.H., Krammer S., Lasser T. "
                       "Joint-individual fusion structure with fusion attention module for multi-modal skin cancer "
                       "classification. Pattern Recognition 154, 110604, 2024."),
+        "projected_add": ("TDBN", "The fusion of the TDBN paper (dual-network attention with lesion segmentation, "
+                          "evaluated on HAM10000 and ISIC 2019); authors and venue were not checked in this "
+                          "repository."),
     },
     "structure": {
         "late": ("decision-level fusion", "No single source paper: the classic decision-level (late) fusion "
@@ -191,6 +225,13 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
         "dualrefnet": ("DualRefNet 2025", "Multimodal dual-stage feature refinement for robust skin lesion "
                        "classification (DualRefNet), 2025, evaluated on PAD-UFES-20 and ISIC 2019; authors and "
                        "venue were not checked in this repository."),
+        "tdbn": ("TDBN", "Dual-network attention with lesion segmentation (TDBN), evaluated by its authors on "
+                 "HAM10000 and ISIC 2019; authors and venue were not checked in this repository."),
+        "fusionm4net": ("FusionM4Net", "FusionM4Net, a multi-stage multi-modal network (clinical and dermoscopic "
+                        "images, metadata; evaluated by its authors on Derm7pt), the dissertation's chapter 6; "
+                        "authors and venue were not checked in this repository."),
+        "member_average": ("SkinUI", "No source paper: SkinUI's ensemble of per-encoder fusion heads "
+                           "(docs/BENCHMARKS.md, training levers)."),
     },
 }
 

@@ -405,3 +405,28 @@ def test_seed_runs_are_reused_only_while_their_stage1_encoder_is_the_shipped_one
     (weights / "enc.json").write_text(json.dumps({"sha256": "new"}))  # stage 1 retrained
     run_seed(cfg, 1, tmp_path / "seeds", weights)
     assert len(calls) == 2
+
+
+def test_feature_cache_key_tells_two_folders_with_the_same_case_ids_apart(tmp_path):
+    """Two SynthDerm folders share case ids; a cache keyed by ids alone served one's features for the other."""
+    import os
+
+    from skinui.cases import Case, ImageRef
+    from training.fastpath import images_fingerprint
+
+    def folder(name: str, payload: bytes) -> list:
+        (tmp_path / name).mkdir()
+        out = []
+        for i in range(3):
+            p = tmp_path / name / f"SD{i}.png"
+            p.write_bytes(payload)
+            out.append(Case(case_id=f"SD{i}", dermoscopic=ImageRef(p), label="MEL"))
+        return out
+
+    a, b = folder("synthderm", b"a"), folder("synthderm-x", b"a")
+    assert images_fingerprint(a, "dermoscopic") == images_fingerprint(list(a), "dermoscopic")
+    assert images_fingerprint(a, "dermoscopic") != images_fingerprint(b, "dermoscopic")
+    before = images_fingerprint(a, "dermoscopic")
+    os.utime(a[0].dermoscopic.path, ns=(1, 1))  # regenerated in place
+    assert images_fingerprint(a, "dermoscopic") != before
+    assert images_fingerprint(a, "clinical") == images_fingerprint(b, "clinical")  # no clinical image in either

@@ -46,6 +46,27 @@ def state_sha256(modules: Iterable[nn.Module]) -> str:
     return h.hexdigest()
 
 
+def images_fingerprint(cases: Sequence[Any], modality: str) -> str:
+    """SHA-256 over each case's image file (resolved path, size, modification time) of `modality`.
+
+    Case ids alone do not identify pixels: two SynthDerm folders (e.g. the independent and the
+    interaction variant, or a regenerated one) share ids, so a cache keyed by ids would silently
+    serve one folder's features for the other."""
+    h = hashlib.sha256()
+    for case in cases:
+        ref = getattr(case, modality, None)
+        path = getattr(ref, "path", None)
+        if path is None:
+            h.update(b"-\n")
+            continue
+        try:
+            st = Path(path).stat()
+            h.update(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}|missing\n".encode())
+    return h.hexdigest()
+
+
 class ViewCache:
     """fp16 outputs of the frozen part: `data[row, view]`, plus `present[row]` (the modality exists)."""
 
@@ -168,6 +189,7 @@ class CachedTask(Task):
         c = self.cfg["cache"]
         key = json.dumps({
             "mode": self.mode, "dataset": self.prep.dataset, "cases": [self.prep.cases[i].case_id for i in indices],
+            "images": images_fingerprint([self.prep.cases[i] for i in indices], modality),
             "views": views, "size": int(self.model.cfg["image_size"]), "dtype": c["dtype"], "modality": modality,
             **({"preprocess": self.model.cfg["preprocess"]} if self.model.cfg.get("preprocess") else {}),
             "frozen": state_sha256(self.frozen_modules(modality)),

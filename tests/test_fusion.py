@@ -32,7 +32,7 @@ def test_shape_and_gradients_reach_both_modalities(name):
 def test_registry_holds_every_method():
     assert set(FUSIONS.names()) == {"concat", "weighted_concat", "hadamard", "tensor", "bilinear", "gated",
                                     "self_attention", "cross_attention", "metablock", "metanet", "mmfa",
-                                    "mmfa_tang"}
+                                    "mmfa_tang", "projected_add"}
 
 
 def test_concat_is_plain_concatenation():

@@ -62,6 +62,8 @@ def order(entries: dict[str, dict[str, Any]]) -> list[str]:
             needs[name] = backbone_entries(cfg["stage2"]["backbone"], image_mods) & set(entries)
         else:
             needs[name] = set()
+        streams = {Path(f).stem for f in ((cfg["model"].get("image_encoder") or {}).get("stream_weights") or {}).values()}
+        needs[name] |= {n for n, e in entries.items() if n != name and (e["cfg"].get("export") or {}).get("shared_encoder") in streams}
     done: list[str] = []
     while len(done) < len(entries):
         ready = sorted(n for n in entries if n not in done and needs[n] <= set(done))
@@ -82,8 +84,15 @@ def commands(dataset: str, data_root: str, weights_dir: Path, device: str, seeds
         cfg = entries[name]["cfg"]
         if cfg["train"]["mode"] != "features" and cfg["export"].get("shared_encoder"):
             cmds.append(["rm", "-f", str(weights_dir / "shared" / f"{cfg['export']['shared_encoder']}.safetensors")])
-        cmds.append(py + ["training", "fit", "--config", str(entries[name]["path"].relative_to(REPO)),
+        config = str(entries[name]["path"].relative_to(REPO))
+        segmenter = ((cfg["model"].get("image_encoder") or {}).get("segmenter") or {}).get("weights")
+        if segmenter:  # TDBN: its lesion segmenter first (training.segment)
+            cmds.append(py + ["training.segment", "--config", config, "--data-root", data_root])
+        cmds.append(py + ["training", "fit", "--config", config,
                           "--data-root", data_root, "--device", device, "--weights-dir", str(weights_dir)])
+        if segmenter:  # ... and its Dice and IoU into the new card
+            cmds.append(py + ["training.segment", "--config", config, "--data-root", data_root, "--measure-only",
+                              "--update-card", "--weights-dir", str(weights_dir)])
     data = f"{dataset}={data_root}"
     cmds.append(py + ["training.trust", "--weights-dir", str(weights_dir), "--data", data, "--update-cards", *names])
     cmds.append(py + ["training.reports", "--weights-dir", str(weights_dir), "--data", data, "--update-cards"])

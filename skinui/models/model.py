@@ -236,7 +236,8 @@ def build_model(cfg: dict[str, Any], training: bool = False) -> MultimodalModel:
     return MultimodalModel(cfg, training=training)
 
 
-# Imported for their registration side effects (the `dualrefnet` and `fusionm4net` structures live in their
-# own modules).
+# Imported for their registration side effects (the `dualrefnet` and `fusionm4net` structures and the
+# `tdbn` encoder and structure live in their own modules).
 from skinui.models import dualrefnet as _dualrefnet  # noqa: E402,F401
 from skinui.models import fusionm4net as _fusionm4net  # noqa: E402,F401
+from skinui.models import tdbn as _tdbn  # noqa: E402,F401

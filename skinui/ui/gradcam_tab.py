@@ -6,7 +6,7 @@ from typing import Any
 import gradio as gr
 
 from skinui.explain import quality
-from skinui.ui import figures
+from skinui.ui import figures, mask_view
 from skinui.ui.cards import pixel_modalities
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
@@ -33,7 +33,8 @@ def panels(ctx: AppContext, name: str | None, session: Session, cams: dict[str, 
     for m in IMAGE_MODALITIES:
         image = session.images.get(m)
         show = m in reads and image is not None
-        out.append(gr.update(value=figures.cam_panel(image, cams.get(m), opacity) if show else None, visible=show))
+        panel = mask_view.beside(ctx, name, session, m, image, figures.cam_panel(image, cams.get(m), opacity)) if show else None
+        out.append(gr.update(value=panel, visible=show))
     return out
 
 
@@ -48,7 +49,7 @@ def caption(name: str | None, target: str | None, cams: dict[str, Any], card: di
     if flat:
         text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the "
                  f"explained layer (common for a class the model finds unlikely), so nothing is highlighted.")
-    return text + (measures(card, list(cams)) if card is not None else "")
+    return text + mask_view.caption(card) + (measures(card, list(cams)) if card is not None else "")
 
 
 MEASURED_HEAD = ("**How good are this entry's maps?** Measured on held-out test cases (docs/EXPLANATIONS.md; "

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from skinui import evidence
-from skinui.ui import texts
+from skinui.ui import teaching, texts
 from skinui.ui.cards import card_fusion, card_structure, headline_metrics
 from skinui.ui.case_tab import broken_markdown
 from skinui.ui.entries import EntryCache
@@ -86,6 +86,7 @@ def build(ctx: AppContext) -> None:
         with gr.Accordion("Full model card (JSON)", open=False):
             raw = gr.Code(json.dumps(_public(cache.card(ctx.default)) if ctx.default else {}, indent=2),
                           language="json")
+        teaching.build()
 
     def show(name: str | None) -> tuple[str, Any, str]:
         card = cache.card(name) if name else None

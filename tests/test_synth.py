@@ -313,3 +313,11 @@ def test_cli_then_summary(tmp_path):
     assert set(info["classes"]) == set(design.CLASSES)
     bad = _run("-m", "skinui.synth", "--n", "5", "--out", str(tmp_path / "x"), "--shortcut", "pen:XYZ")
     assert bad.returncode == 2 and "Unknown class" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pair_ceilings_with_metadata_profiles():
+    from skinui.synth.ceilings import pair_accuracy
+
+    assert pair_accuracy("MEL", "NV", n=400) == {"joint": 1.0, "late": 1.0}  # dermoscopy reads it outright
+    xor = pair_accuracy("MEL", "NV", "interaction", n=1200)
+    assert xor["late"] == pytest.approx(0.5) and 0.85 < xor["joint"] < 1.0  # profiles overlap: below 1

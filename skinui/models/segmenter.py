@@ -127,17 +127,10 @@ class DeepUNet(nn.Module):
             module.requires_grad_(False)
 
     def _channels(self) -> list[int]:
-        """Output channels of every encoder block (a dry run in eval mode: BatchNorm statistics untouched)."""
-        self.stem.eval()
-        self.blocks.eval()
-        with torch.no_grad():
-            h, out = self.stem(torch.zeros(1, 3, 64, 64)), []
-            for block in self.blocks:
-                h = block(h)
-                out.append(h.shape[1])
-        self.stem.train()
-        self.blocks.train()
-        return out
+        """Output channels of every encoder block: its last convolution's (a block's output projection
+        is registered last in timm's EfficientNet blocks). Read from the modules, not a dry run: a first
+        forward pass pays the convolution kernels' set-up, seconds of an entry's load time on a CPU."""
+        return [[m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].out_channels for block in self.blocks]
 
     def frozen_modules(self) -> list[nn.Module]:
         """The stem and the first `freeze_blocks` encoder blocks (kept in eval mode, no gradient)."""

@@ -57,7 +57,10 @@ def test_every_shipped_config_resolves_and_builds():
         assert cfg["name"] not in names, f"{path.name}: duplicate entry name"
         names.add(cfg["name"])
         model = dict(cfg["model"], num_classes=3, meta_dim=5)
-        if cfg["model"]["image_encoder"]["name"] != "concept_mlp":  # cheap stand-in, same feature width
+        enc = cfg["model"]["image_encoder"]
+        if enc["name"] == "stage_maps":  # feature maps, not a vector: the same stages of a tiny backbone
+            model["image_encoder"] = {**enc, "pretrained": False, "backbone": {"name": "tinynet_e"}}
+        elif enc["name"] != "concept_mlp":  # cheap stand-in, same feature width
             members = len(cfg["model"]["image_encoder"].get("members") or [None])  # an ensemble: one slice each
             model["image_encoder"] = {"name": "concept_mlp", "in_dim": 4, "out_dim": 1280 * members}
         build_model(model)  # fusion/structure/modalities combination is valid

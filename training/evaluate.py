@@ -103,6 +103,8 @@ class EncodeCache:
         from training.fastpath import state_sha256
 
         extra = f"-{hashlib.sha256(json.dumps(preprocess, sort_keys=True).encode()).hexdigest()[:12]}" if preprocess else ""
+        tag = getattr(encoder, "cache_tag", None)  # same weights, other outputs (stage_maps: which stages)
+        extra += f"-{hashlib.sha256(tag.encode()).hexdigest()[:12]}" if tag else ""
         return f"{state_sha256([encoder])[:24]}-{image_size}{extra}"
 
     def table(self, key: str) -> dict[str, np.ndarray]:

@@ -163,6 +163,10 @@ def export_run(run: str, weights_dir: str | None = None, data_root: str | None =
     model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(rt.device)))
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     summary.setdefault("command", (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else "")
+    searched = (summary.get("branch_search") or {}).get("weights")
+    if searched and getattr(model.structure, "searches_branch_weights", False):  # AMMFM: not in best.safetensors
+        model.structure.branch_weights = model.structure.branch_weights.new_tensor(searched)
+        model.cfg["structure"]["branch_weights"] = list(searched)
     return export(cfg, prep, model, run_dir, wdir, summary)
 
 

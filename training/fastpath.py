@@ -193,6 +193,8 @@ class CachedTask(Task):
             "views": views, "size": int(self.model.cfg["image_size"]), "dtype": c["dtype"], "modality": modality,
             **({"preprocess": self.model.cfg["preprocess"]} if self.model.cfg.get("preprocess") else {}),
             "frozen": state_sha256(self.frozen_modules(modality)),
+            # what the frozen part returns when its weights alone do not say (stage_maps: which stages, pooled how)
+            **({"stem": tag} if (tag := getattr(self.model.image_encoders[modality], "cache_tag", None)) else {}),
         })
         base = Path(c["dir"]) if c.get("dir") else self.run_dir.parent / "_cache"
         return base / f"{self.mode}-{self.prep.dataset}-{modality}-{part}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

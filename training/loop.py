@@ -202,6 +202,10 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
                    "best_value": best["value"], "select_decision": "argmax of the uncalibrated softmax",
                    "seconds": round(time.time() - started + sum(r["seconds"] for r in history[:start]), 1), "device": rt.describe(),
                    "command": command}
+        if getattr(model.structure, "searches_branch_weights", False):  # AMMFM: branch weights chosen on validation
+            from training.ammfm import search_branch_weights
+
+            summary["branch_search"] = search_branch_weights(cfg, task, prep, model, run_dir)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         if cfg["export"]["enabled"]:
             from training.export import export

@@ -99,7 +99,7 @@ def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: t
 def _styles(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeCache | None,
             keys: dict[str, str], modalities: list[str]) -> dict[str, np.ndarray]:
     """Stem statistics [N, 2C] per image modality (zeros where a case has no such image), cached by file."""
-    from skinui.models.model import stem_style
+    from skinui.models.model import encoder_style
     from training.evaluate import _image_path
 
     out = {}
@@ -111,7 +111,7 @@ def _styles(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeC
         paths = [_image_path(c, m) for c in chunk]
         table = cache.table(keys[m] + "-style") if cache else {}
         if not all(p is not None and p in table for p in paths):
-            found = stem_style(model.image_encoders[m].forward_stem(x)).float().cpu().numpy()
+            found = encoder_style(model.image_encoders[m], x).float().cpu().numpy()
             for p, f in zip(paths, found):
                 if p is not None and cache is not None:
                     table[p] = f
@@ -135,13 +135,13 @@ def split_cases(card: dict[str, Any], root: Path) -> dict[str, tuple[list[Case],
 @torch.no_grad()
 def image_styles(entry: Any, modality: str, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
     """Stem statistics [N, 2C] of in-memory images, preprocessed exactly as a prediction would."""
-    from skinui.models.model import stem_style
+    from skinui.models.model import encoder_style
     from skinui.models.preprocess import to_tensor
 
     size = int(entry.model.cfg.get("image_size", 224))
     enc = entry.model.image_encoders[modality].eval()
     pre = entry.model.cfg.get("preprocess")  # the entry's own preprocessing, as a prediction applies it
-    out = [stem_style(enc.forward_stem(torch.stack([to_tensor(im, size, pre) for im in images[i:i + batch_size]])))
+    out = [encoder_style(enc, torch.stack([to_tensor(im, size, pre) for im in images[i:i + batch_size]]))
            .float().numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 

@@ -44,6 +44,15 @@ def stem_style(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h.mean((2, 3)), h.std((2, 3))], 1)
 
 
+def encoder_style(enc: nn.Module, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+    """`stem_style` of an image encoder's frozen stem for pixels x (`h`: its forward_stem(x), if computed).
+    An encoder whose stem output is not a feature map (stage_maps) gives its own through `style(x)`."""
+    own = getattr(enc, "style", None)
+    if callable(own):
+        return own(x)
+    return stem_style(enc.forward_stem(x) if h is None else h)
+
+
 def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Defaults filled in, modalities validated and put in canonical order."""
     out = copy.deepcopy(DEFAULTS)
@@ -73,7 +82,7 @@ class MultimodalModel(nn.Module):
         self.shared = bool(enc_cfg.get("shared", False)) and len(self.image_modalities) > 1
         # One module per distinct encoder: a shared encoder is stored once (safetensors refuses aliases).
         keys = ["shared"] if self.shared else self.image_modalities
-        self.encoders = nn.ModuleDict({k: build_image_encoder(enc_cfg) for k in keys})
+        self.encoders = nn.ModuleDict({k: build_image_encoder(_for_modality(enc_cfg, k)) for k in keys})
         dims = {m: self.image_encoders[m].out_dim for m in self.image_modalities}
         if "metadata" in self.modalities:
             self.meta_encoder = build_meta_encoder(cfg["meta_encoder"], int(cfg["meta_dim"]))
@@ -89,6 +98,8 @@ class MultimodalModel(nn.Module):
         s_cls = STRUCTURES.get(s_cfg.pop("name"))
         if getattr(s_cls, "wants_image_dims", False):  # e.g. fusionm4net splits f_image back into its modalities
             s_cfg["image_dims"] = {m: dims[m] for m in self.image_modalities}
+        if getattr(s_cls, "wants_map_shapes", False):  # e.g. ammfm / pemm unflatten `stage_maps` features
+            s_cfg["map_shapes"] = {m: getattr(self.image_encoders[m], "map_shapes", None) for m in self.image_modalities}
         self.structure = s_cls(dim_image, dims.get("metadata"), self.num_classes, fusion=cfg["fusion"], **s_cfg)
         # Training-only tasks (e.g. a super-resolution decoder): built for training only, never shipped.
         self.auxiliary = nn.ModuleDict()
@@ -123,8 +134,8 @@ class MultimodalModel(nn.Module):
                 feats[m] = enc(batch[m])
                 continue
             h = enc.forward_stem(batch[m])
-            if styles is not None and h.dim() == 4:
-                styles[m] = stem_style(h)
+            if styles is not None and (h.dim() == 4 or callable(getattr(enc, "style", None))):
+                styles[m] = encoder_style(enc, batch[m], h)
             if m in wanted_maps:
                 maps[m] = enc.forward_maps(h)
                 feats[m] = enc.pool(maps[m])
@@ -222,6 +233,13 @@ class MultimodalModel(nn.Module):
         return main + self.auxiliary_loss(out) if len(self.auxiliary) else main
 
 
+def _for_modality(enc_cfg: dict[str, Any], key: str) -> dict[str, Any]:
+    """The image encoder config for one modality: `per_modality: {modality: {option: value}}` (e.g. AMMFM's
+    two stage-1 weight files) overrides the shared options for that modality's encoder."""
+    over = (enc_cfg.get("per_modality") or {}).get(key) or {}
+    return {**{k: v for k, v in enc_cfg.items() if k != "per_modality"}, **over}
+
+
 def _col_mask(cols: list[int], x: torch.Tensor) -> torch.Tensor:
     m = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
     m[cols] = True
@@ -238,6 +256,8 @@ def build_model(cfg: dict[str, Any], training: bool = False) -> MultimodalModel:
 
 # Imported for their registration side effects (the `dualrefnet` and `fusionm4net` structures and the
 # `tdbn` encoder and structure live in their own modules).
+from skinui.models import ammfm as _ammfm  # noqa: E402,F401
 from skinui.models import dualrefnet as _dualrefnet  # noqa: E402,F401
 from skinui.models import fusionm4net as _fusionm4net  # noqa: E402,F401
+from skinui.models import pemm as _pemm  # noqa: E402,F401
 from skinui.models import tdbn as _tdbn  # noqa: E402,F401

@@ -150,6 +150,25 @@ STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
         "f_F = f_C + f_D,  P1 = w_C P_C + w_D P_D + w_F P_F,  P2 = SVM_RBF([metadata ; P1]),  "
         "P = w1 P1 + w2 P2",
     ),
+    "ammfm": (
+        "AMMFM (asymmetric multimodal fusion): the clinical and the dermoscopic image each have an encoder. "
+        "At two depths, the clinical photo's features decide where to look: they form an attention map "
+        "over positions that regathers (refines) the dermoscopic features, which are kept as well (a "
+        "residual). Never the other way round: the overview steers the close-up. Three classifiers "
+        "(clinical, dermoscopic, and the refined features with the metadata) are trained together, and "
+        "their predictions are mixed with weights chosen on validation.",
+        "A_s = softmax((W_q X_C)^T (W_k X_C) / √d),  Y_s = W_v X_D + (W_v X_D) A_s^T,  "
+        "P = w_C P_C + w_D P_D + w_F softmax(h_F([GAP(Y_1) ; GAP(Y_2) ; f_M]))",
+    ),
+    "pemm": (
+        "PEMM: one encoder, with the same weights, reads both the clinical and the dermoscopic image. "
+        "Cross-attention then lets each image's features look at the other's, using one set of "
+        "projections for both directions. Clinical, dermoscopic and fused classifiers are trained "
+        "together, the loss leaning on the fused (0.5) and the dermoscopic (0.4) one more than on the "
+        "clinical one (0.1); the fused classifier gives the prediction.",
+        "Z_C = LN(T_C W_v + softmax(T_C W_q (T_D W_k)^T/√d) T_D W_v) (and Z_D swapped),  "
+        "L = 0.1 L_C + 0.4 L_D + 0.5 L_F,  P = softmax(h_F([Z̄_C ; Z̄_D ; f_M]))",
+    ),
 }
 
 MISSING_MODALITY = (
@@ -230,6 +249,11 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
         "fusionm4net": ("FusionM4Net", "FusionM4Net, a multi-stage multi-modal network (clinical and dermoscopic "
                         "images, metadata; evaluated by its authors on Derm7pt), the dissertation's chapter 6; "
                         "authors and venue were not checked in this repository."),
+        "ammfm": ("AMMFM", "AMMFM, asymmetric multimodal fusion of clinical and dermoscopic images, the "
+                  "dissertation's chapter 5; authors and venue were not checked in this repository."),
+        "pemm": ("PEMM", "PEMM, a weight-shared encoder with shared-projection cross-attention for clinical and "
+                 "dermoscopic images, the dissertation's chapter 5; authors and venue were not checked in this "
+                 "repository."),
         "member_average": ("SkinUI", "No source paper: SkinUI's ensemble of per-encoder fusion heads "
                            "(docs/BENCHMARKS.md, training levers)."),
     },

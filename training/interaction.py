@@ -23,7 +23,6 @@ same resampled lesions); rung differences are paired on the same replicates.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -46,18 +45,11 @@ RUNGS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merged(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def rung_config(rung: str, data_root: str) -> dict[str, Any]:
-    from training.config import load_config
+    from training.config import deep_merge, load_config
 
     config, over, _ = RUNGS[rung]
-    cfg = merged(load_config(REPO / "training" / "configs" / f"{config}.yaml"), over)
+    cfg = deep_merge(load_config(REPO / "training" / "configs" / f"{config}.yaml"), over)
     cfg["name"] = f"interaction_{rung}"
     cfg["data_root"] = data_root
     return cfg
@@ -143,19 +135,18 @@ def follows_design(summary: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-def score_run(zoo: Path, name: str, data_root: Path, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
-    from skinui.calibration import calibrated_logits, decide, softmax
+def score_run(zoo: Path, name: str, data_root: Path, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list[str]]:
+    """(calibrated probabilities, decisions, labels, lesion groups, classes) of a seed's entry on test."""
     from skinui.zoo import load_entry
-    from training.evaluate import select_cases, subset_logits
+    from training.evaluate import shipped_scores
 
     entry = load_entry(name, zoo)
-    cases, labels, _ = select_cases(entry.card, "synthderm", data_root, "test")
-    z = subset_logits(entry, cases, cache=cache)[tuple(entry.model.modalities)]
-    return (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration), labels,
-            [c.lesion_id for c in cases], list(entry.classes))
+    _, labels, groups, (probs, pred) = shipped_scores(entry, "synthderm", data_root, "test", cache)
+    return probs, pred, labels, groups, list(entry.classes)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from skinui.metrics import balanced_accuracy
     from training.evaluate import EncodeCache
     from training.seeds import run_seed
 
@@ -192,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             run_seed(cfg, seed, out, Path(args.weights_dir), str(root))
             probs, pred, labels, groups, classes = score_run(out / f"seed{seed}" / "weights", cfg["name"], root, cache)
             scored.setdefault(rung, []).append((probs, pred))
-            print(f"{rung} seed {seed}: test balanced accuracy {np.mean([np.mean(pred[labels == k] == k) for k in np.unique(labels)]):.3f}",
-                  file=sys.stderr)
+            print(f"{rung} seed {seed}: test balanced accuracy {balanced_accuracy(labels, pred):.3f}", file=sys.stderr)
     summary = summarise(scored, labels, groups, classes)
     summary.update({"data": {"root": str(Path(args.data_root)), "manifest": {k: manifest[k] for k in ("n", "seed", "size", "variant")},
                              "test_cases": int(labels.size), "test_lesions": len(set(groups))},

@@ -15,7 +15,8 @@ Measures (all on the working view):
   which mostly measures skin tone (a threshold on it from these mostly light-skinned datasets
   would call photos of dark skin "too dark"). Over-exposed: many pixels blown out, or a mean
   brighter than any skin in good light.
-- `lesion_share`: share of the view covered by the estimated lesion. Estimate: skin colour is the
+- `lesion_share`: share of the view covered by the estimated lesion, estimated on the view shrunk
+  to `LESION_SIZE` (a share does not need the full resolution). Estimate: skin colour is the
   median CIELAB colour of the outer ring (near-black vignette pixels excluded); every pixel's colour
   distance to it (lightness down-weighted, as shading changes lightness more than hue) is cut at
   0.6 of Otsu's threshold (and at least `MIN_CONTRAST`); of the regions that stand out, the one
@@ -36,6 +37,10 @@ import cv2
 import numpy as np
 
 WORK_SIZE = 224  # the model's input side
+# The lesion estimate runs on the working view shrunk to this side: its share of the view is the same
+# (r = 0.9996 against the full view over 250 HAM10000 / PAD-UFES-20 images; the same images fall below
+# each threshold) at a quarter of the pixels, which keeps the check off the prediction's critical path.
+LESION_SIZE = 112
 MIN_SIDE = 64  # below this many pixels on the shorter side, a lesion's structures are lost (not data-derived)
 DARK_LEVEL = 15  # grey level at or below which a pixel counts as crushed to black
 BRIGHT_LEVEL = 245  # grey level at or above which a pixel counts as blown out to white
@@ -53,7 +58,7 @@ _GROW_SHARE = 0.3  # of Otsu's cut: a faint lesion around strong structures (ves
 _VIGNETTE_L = 40.0  # CIELAB L (0-255 scale) below which a pixel is the dark frame of a dermatoscope
 _RING = 0.1  # outer ring, as a share of the side, that gives the skin colour
 _CENTRE_SIGMA = 0.25  # centre weighting (share of the side) when choosing the lesion region
-_SMOOTH_SIGMA = 2.0  # pixels; removes skin texture and noise before segmenting
+_SMOOTH_SIGMA = 2.0  # pixels at WORK_SIZE (scaled with the side); removes skin texture and noise before segmenting
 
 MODALITIES = ("dermoscopic", "clinical")
 
@@ -70,7 +75,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
         "luminance_max": 225.0,
         "dark_share_max": 0.02,
         "bright_share_max": 0.02,
-        "lesion_share_min": 0.0276,
+        "lesion_share_min": 0.02789,
     },
     "clinical": {
         "sharpness_min": 0.0002803,
@@ -78,7 +83,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
         "luminance_max": 225.0,
         "dark_share_max": 0.02,
         "bright_share_max": 0.02261,
-        "lesion_share_min": 0.01455,
+        "lesion_share_min": 0.01453,
     },
 }
 
@@ -166,8 +171,11 @@ def _skin_colour(lab: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return np.median(lab.reshape(-1, 3), axis=0)
 
 
+@lru_cache(maxsize=4)
 def _centre_weights(side: int) -> np.ndarray:
-    return np.exp(-0.5 * (_distance_to_centre(side) / (_CENTRE_SIGMA * side)) ** 2)
+    weights = np.exp(-0.5 * (_distance_to_centre(side) / (_CENTRE_SIGMA * side)) ** 2)
+    weights.flags.writeable = False  # cached and shared between calls
+    return weights
 
 
 def _central_region(mask: np.ndarray) -> np.ndarray:
@@ -192,9 +200,9 @@ def _grow(core: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def lesion_mask(view: np.ndarray) -> np.ndarray:
-    """Rough lesion mask of a working view (see the module docstring for the method)."""
+    """Rough lesion mask of a square view of any side (see the module docstring for the method)."""
     lab = cv2.cvtColor(view, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab = cv2.GaussianBlur(lab, (0, 0), _SMOOTH_SIGMA)
+    lab = cv2.GaussianBlur(lab, (0, 0), _SMOOTH_SIGMA * view.shape[0] / WORK_SIZE)
     usable = lab[..., 0] > _VIGNETTE_L
     skin = _skin_colour(lab, usable)
     diff = lab - skin
@@ -218,7 +226,8 @@ def measure(image: np.ndarray) -> dict[str, float]:
         "side": float(min(image.shape[:2])),
         "sharpness": sharpness(g),
         **exposure(g),
-        "lesion_share": float(lesion_mask(view).mean()),
+        "lesion_share": float(lesion_mask(cv2.resize(view, (LESION_SIZE, LESION_SIZE),
+                                                     interpolation=cv2.INTER_AREA)).mean()),
     }
 
 

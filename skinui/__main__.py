@@ -153,7 +153,8 @@ def _predict(args: argparse.Namespace) -> int:
         result["warnings"] = " | ".join(notes)
     for start in range(0, len(ready), CHUNK):
         chunk = ready[start:start + CHUNK]
-        for (i, _, notes), pred in zip(chunk, entry.predict([c for _, c, _ in chunk], tta=args.tta)):
+        preds = entry.predict([c for _, c, _ in chunk], tta=args.tta, average_views=args.average_views)
+        for (i, _, notes), pred in zip(chunk, preds):
             results[i].update({f"prob_{k}": round(v, 6) for k, v in pred.probabilities.items()})
             results[i].update(prediction=pred.prediction, confidence=round(pred.confidence, 6),
                               prediction_set="|".join(pred.prediction_set or []),
@@ -191,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", action="store_true",
                    help="also measure the probabilities' spread over flipped views (tta_spread column; 4x the "
                         "image-encoder time)")
+    p.add_argument("--average-views", action="store_true",
+                   help="predict from the probabilities averaged over the photo and its 3 flipped views (4x the "
+                        "image-encoder time, shared with --tta); prediction_set is left empty, as its coverage "
+                        "was calibrated on single views. Whether it helps an entry: its card's uncertainty.tta "
+                        "block and docs/TRUST.md (validation and test)")
     args = parser.parse_args(argv)
     return {"zoo": _zoo, "predict": _predict, "compact": _compact}[args.command](args)
 

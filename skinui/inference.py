@@ -178,9 +178,11 @@ class Entry:
                        styles)
 
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
-                calibrated: bool = True, tta: bool = False) -> list[Prediction]:
-        """`tta`: also measure the spread over flipped views (three more encoder passes per image)."""
-        return self.encode(cases, modalities).predictions(calibrated, tta)
+                calibrated: bool = True, tta: bool = False, average_views: bool = False) -> list[Prediction]:
+        """`tta`: also measure the spread over flipped views (three more encoder passes per image).
+        `average_views`: predict from the mean probabilities over the photo and its flipped views (the
+        same three passes; see `Encoded.predictions`)."""
+        return self.encode(cases, modalities).predictions(calibrated, tta, average_views)
 
 
 @dataclass
@@ -200,6 +202,7 @@ class Encoded:
     alpha: torch.Tensor | None = None  # [N, 3] JI-ADF branch weights
     notes: list[list[str]] = field(default_factory=list)  # per case: missing inputs, cleaned values
     styles: dict[str, torch.Tensor] = field(default_factory=dict)  # image modality -> stem statistics
+    _views: torch.Tensor | None = field(default=None, repr=False, compare=False)  # `view_logits`, once computed
 
     @property
     def case(self) -> Case:
@@ -236,10 +239,13 @@ class Encoded:
         return found
 
     @torch.no_grad()
-    def view_probabilities(self) -> np.ndarray | None:
-        """[V, N, K] calibrated probabilities of the test-time-augmentation views (None without images)."""
+    def view_logits(self) -> torch.Tensor | None:
+        """[V, N, K] uncalibrated logits of the test-time-augmentation views, the original first (None
+        without images; computed once per `Encoded`)."""
         from skinui.trust.uncertainty import VIEWS
 
+        if self._views is not None:
+            return self._views
         pix = [m for m in self.styles if self.batch.get(m) is not None]
         if not pix:
             return None
@@ -247,11 +253,20 @@ class Encoded:
         n = len(self.cases)
         # every flipped view in one encoder pass (one batch of len(flips) * n): faster than a pass per view
         stacked = self.entry.model.encode({m: torch.cat([torch.flip(self.batch[m], a) for a in flips]) for m in pix})
-        out = [self.entry.calibrated_probabilities(self.logits).numpy()]
+        out = [self.logits.detach()]
         for v in range(len(flips)):
             feats = {**self.feats, **{m: f[v * n:(v + 1) * n] for m, f in stacked.items()}}
-            out.append(self.entry.calibrated_probabilities(self.entry.model.head(feats, self.mask).logits).numpy())
-        return np.stack(out)
+            out.append(self.entry.model.head(feats, self.mask).logits)
+        self._views = torch.stack(out)
+        return self._views
+
+    def view_probabilities(self, calibrated: bool = True) -> np.ndarray | None:
+        """[V, N, K] probabilities (calibrated by default) of the test-time-augmentation views."""
+        z = self.view_logits()
+        if z is None:
+            return None
+        probs = self.entry.calibrated_probabilities(z) if calibrated else z.float().softmax(-1)
+        return probs.numpy().astype(float)
 
     def uncertainty(self, tta: bool = False) -> list[dict[str, dict[str, float]]]:
         """Per case: branch disagreement (free) and, with `tta`, the spread over flipped views; each with
@@ -286,14 +301,23 @@ class Encoded:
         member = conformal.sets(probs, block, self.classes, self.decisions())
         return [conformal.ordered_set(p, m, self.classes) for p, m in zip(probs, member)]
 
-    def predictions(self, calibrated: bool = True, tta: bool = False) -> list[Prediction]:
-        cal_probs = self.probabilities()
-        probs = cal_probs if calibrated else self.logits.detach().float().softmax(1).numpy().astype(float)
+    def predictions(self, calibrated: bool = True, tta: bool = False, average_views: bool = False) -> list[Prediction]:
+        """One `Prediction` per case. `average_views`: probabilities, decision and confidence from the mean
+        over the photo and its three flipped views (`VIEWS`; no effect on entries without pixels). The
+        prediction set is then left out, because its coverage was calibrated on single views."""
+        averaged = average_views and self.view_logits() is not None
+        if averaged:
+            cal_probs = self.view_probabilities().mean(0)
+            probs = cal_probs if calibrated else self.view_probabilities(calibrated=False).mean(0)
+        else:
+            cal_probs = self.probabilities()
+            probs = cal_probs if calibrated else self.logits.detach().float().softmax(1).numpy().astype(float)
         decided = self.entry.decide(cal_probs)  # the decision is always taken on calibrated probabilities
         branch = {b: z.detach().softmax(1).numpy().astype(float) for b, z in self.branch_logits.items()}
         alpha = self.alpha.detach().numpy().astype(float) if self.alpha is not None else None
         classes = self.classes
-        sets, unusual, unsure = self.sets(cal_probs), self.unusual(), self.uncertainty(tta)
+        sets = None if averaged else self.sets(cal_probs)
+        unusual, unsure = self.unusual(), self.uncertainty(tta)
         block = self.entry.card.get("conformal") or {}
         coverage, mode = (1 - float(block["alpha"]), block["mode"]) if sets else (None, None)
         preds = []
@@ -303,6 +327,8 @@ class Encoded:
             if k != top and calibrated:
                 notes.append(decision_note(classes[top], float(probs[i, top]), classes[k]))
             notes += [unusual_note(m, self.entry.name) for m, v in unusual[i].items() if v["unusual"]]
+            if averaged and self.entry.card.get("conformal"):
+                notes.append(VIEWS_SET_NOTE)
             preds.append(Prediction(
                 probabilities=dict(zip(classes, probs[i].tolist())),
                 prediction=classes[k],
@@ -339,6 +365,10 @@ class Encoded:
         if len(self.cases) != 1:
             raise ValueError(f"prediction() is for one case; this holds {len(self.cases)} (use predictions()).")
         return self.predictions()[0]
+
+
+VIEWS_SET_NOTE = ("Probabilities averaged over the photo and its flipped views: no prediction set is given, "
+                  "because its coverage was calibrated on single views.")
 
 
 def decision_note(top: str, top_probability: float, predicted: str) -> str:

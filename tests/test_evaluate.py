@@ -59,6 +59,36 @@ def test_evaluate_writes_every_report_key_and_html(trained, tmp_path, capsys):
     assert json.loads((all_out / "report.json").read_text())["n_cases"] == 40
 
 
+def test_evaluate_can_score_the_view_average_beside_the_single_view(trained, tmp_path, capsys):
+    """#17: test-time augmentation as an evaluation option, its cost stated, the single view kept as the card's."""
+    from skinui.datasets import load_dataset
+    from skinui.zoo import load_entry
+    from training.evaluate import averaged_views
+
+    ham, weights = trained
+    out = tmp_path / "views"
+    assert main(["evaluate", "--weights", str(weights / "tiny_eval"), "--data-root", str(ham), "--split", "test",
+                 "--out", str(out), "--device", "cpu", "--average-views"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    block = rep["average_views"]
+    assert block["views"] == ["original", "mirrored", "flipped", "turned"] and "4x" in block["cost"]
+    # the single view in the block is the report's own number: same cases, same rule
+    assert block["single"]["balanced_accuracy"] == pytest.approx(rep["balanced_accuracy"])
+    assert "averaged over 4 views" in capsys.readouterr().out
+    # and the averaged number is the view mean the app's option returns, case by case
+    entry = load_entry("tiny_eval", weights)
+    cases = load_dataset("ham10000", ham).cases[:6]
+    labels = np.array([entry.classes.index(c.label) for c in cases])
+    got = averaged_views(entry, cases, labels)
+    preds = entry.predict(cases, average_views=True)
+    from skinui.metrics import quick_scores
+
+    probs = np.array([[p.probabilities[c] for c in entry.classes] for p in preds])
+    want = quick_scores(labels, probs, len(entry.classes), predicted=entry.decide(probs))
+    assert got["averaged"]["balanced_accuracy"] == pytest.approx(want["balanced_accuracy"])
+    assert "average_views" not in json.loads((weights / "tiny_eval.json").read_text())["metrics"]
+
+
 def test_a_case_without_any_input_is_still_scored(trained):
     from skinui.cases import Case
     from skinui.datasets import load_dataset

@@ -194,6 +194,41 @@ def test_tta_spread_is_measured_only_when_asked_and_ranked(synth_entry):
     assert tta.probabilities == plain.probabilities  # the views inform, they do not change the answer
 
 
+def test_averaged_views_predict_from_the_mean_over_the_flipped_views(synth_entry):
+    """#17's test-time-augmentation option: probabilities, decision and confidence from the view mean."""
+    import numpy as np
+
+    case = synth_case()
+    enc = synth_entry.encode([case])
+    views = enc.view_probabilities()
+    assert views.shape[0] == 4 and np.allclose(views[0], enc.probabilities())  # the original view first
+    p = synth_entry.predict([case], average_views=True)[0]
+    mean = views.mean(0)[0]
+    assert [p.probabilities[c] for c in synth_entry.classes] == pytest.approx(mean.tolist())
+    assert p.prediction == synth_entry.classes[int(synth_entry.decide(mean[None])[0])]
+    assert p.confidence == pytest.approx(p.probabilities[p.prediction])
+    # the views really differ, so the option is not the single view under another name
+    assert not np.allclose(views[1:], views[0])
+    # the set's coverage was calibrated on single views: left out, and the user is told why
+    assert p.prediction_set is None and any("calibrated on single views" in w for w in p.warnings)
+    raw = synth_entry.predict([case], average_views=True, calibrated=False)[0]
+    assert [raw.probabilities[c] for c in synth_entry.classes] == pytest.approx(
+        enc.view_probabilities(calibrated=False).mean(0)[0].tolist())
+
+
+def test_averaged_views_do_nothing_for_an_entry_without_pixels():
+    from skinui.zoo import load_entry
+
+    from dataclasses import replace
+
+    from skinui.synth.generate import plan, render
+
+    entry = load_entry("synthderm_jiadf_m")
+    case = replace(synth_case(), metadata=render(plan(12, 123)[0], 123, 128).metadata)
+    plain, averaged = entry.predict([case])[0], entry.predict([case], average_views=True)[0]
+    assert averaged.probabilities == plain.probabilities and averaged.prediction_set == plain.prediction_set
+
+
 def test_branch_disagreement_for_joint_individual_entries():
     from skinui.zoo import load_entry
 
@@ -251,6 +286,12 @@ def test_batch_cli_writes_the_trust_columns(tmp_path):
     assert rows["cat"]["unusual"] == "dermoscopic|clinical" and "does not look like" in rows["cat"]["warnings"]
     assert rows["fresh"]["prediction"] in rows["fresh"]["prediction_set"].split("|")
     assert 0 <= float(rows["fresh"]["tta_spread"]) <= 1 and rows["fresh"]["branch_disagreement"] == ""
+    averaged = tmp_path / "averaged.csv"
+    assert main(["predict", "--entry", "synthderm_jf_concat", "--csv", str(tmp_path / "cases.csv"),
+                 "--out", str(averaged), "--average-views"]) == 0
+    row = next(r for r in csv.DictReader(averaged.open()) if r["case_id"] == "fresh")
+    assert row["prediction_set"] == "" and "calibrated on single views" in row["warnings"]
+    assert row["prob_MEL"] != rows["fresh"]["prob_MEL"]  # the view mean, not the single view
 
 
 def test_a_cat_sent_to_a_ham10000_entry_is_flagged():

@@ -285,9 +285,33 @@ def shipped_scores(entry: Any, dataset: str, root: str | Path, split: str, cache
         (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration))
 
 
+def averaged_views(entry: Any, cases: Sequence[Case], labels: np.ndarray, cache: EncodeCache | None = None,
+                   batch_size: int = 64) -> dict[str, Any] | None:
+    """The entry scored on the mean calibrated probabilities over the photo and its flipped views (what
+    `Entry.predict(average_views=True)` returns), beside the single view: the report's `average_views`
+    block. None for entries that read no pixels (concept scores have no views)."""
+    from skinui.trust.uncertainty import VIEWS
+    from training.trust import flippable, run_cases
+
+    if not flippable(entry):
+        return None
+    z = run_cases(entry, list(cases), cache, views=tuple(VIEWS), batch_size=batch_size).logits  # [V, N, K]
+    per_view = np.stack([softmax(calibrated_logits(v, entry.calibration)) for v in z])
+    mean = per_view.mean(0)
+    k = len(entry.classes)
+    single = quick_scores(labels, per_view[0], k, predicted=entry.decide(per_view[0]))
+    averaged = quick_scores(labels, mean, k, predicted=entry.decide(mean))
+    return {"views": list(VIEWS), "cost": f"{len(VIEWS)}x the image-encoder passes of a single view",
+            "single": {m: single[m] for m in ("balanced_accuracy", "macro_auc")},
+            "averaged": {m: averaged[m] for m in ("balanced_accuracy", "macro_auc")},
+            "prediction_sets": "left out: their coverage was calibrated on single views"}
+
+
 def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, device: torch.device | None = None,
-                   batch_size: int = 64, cache: EncodeCache | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(report.json dict, figure extras) of a loaded entry on `split` of the dataset under `data_root`."""
+                   batch_size: int = 64, cache: EncodeCache | None = None,
+                   average_views: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report.json dict, figure extras) of a loaded entry on `split` of the dataset under `data_root`;
+    `average_views` adds the `average_views` block (4x the encoder passes)."""
     cases, labels, note = select_cases(entry.card, dataset, Path(data_root).expanduser().resolve(), split)
     unreadable: dict[int, dict[str, str]] = {}
     logits = subset_logits(entry, cases, batch_size, device, cache=cache, unreadable=unreadable)
@@ -300,6 +324,8 @@ def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, 
         cases, labels = [cases[i] for i in keep], labels[keep]
         logits = {s: z[keep] for s, z in logits.items()}
     rep, extras = report(entry, cases, labels, logits=logits)
+    if average_views:
+        rep["average_views"] = averaged_views(entry, cases, labels, cache, batch_size)
     group_key = ((entry.card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
     extras.update(cases=cases, labels=labels, groups=[c.group(group_key) for c in cases])
     return {"entry": entry.name, "dataset": dataset, "split": split, "split_note": note, **rep,
@@ -307,7 +333,7 @@ def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, 
 
 
 def run(weights: str, dataset: str | None, data_root: str, split: str, out: str, device: str = "auto",
-        batch_size: int = 64, inline_js: bool = False) -> dict[str, Any]:
+        batch_size: int = 64, inline_js: bool = False, average_views: bool = False) -> dict[str, Any]:
     from skinui.zoo import load_entry
     from training.report_html import write_html
     from training.runtime import pick_device
@@ -315,7 +341,8 @@ def run(weights: str, dataset: str | None, data_root: str, split: str, out: str,
     path = Path(weights)
     name = path.name.removesuffix(".json").removesuffix(".safetensors")
     entry = load_entry(name, path.parent if str(path.parent) not in ("", ".") else None)
-    rep, extras = evaluate_entry(entry, dataset or entry.card["dataset"], data_root, split, pick_device(device), batch_size)
+    rep, extras = evaluate_entry(entry, dataset or entry.card["dataset"], data_root, split, pick_device(device), batch_size,
+                                 average_views=average_views)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(rep, indent=1))

@@ -188,6 +188,17 @@ def test_the_table_lists_every_condition_and_contrast():
     assert "on the pen band" in text and "+0.100 [+0.100, +0.100]" in text
 
 
+def test_each_recipe_writes_its_own_markdown_block():
+    from training.shortcut import CONFIG, block_key
+
+    result = _result()
+    assert block_key({**result, "config": CONFIG}) == block_key({k: v for k, v in result.items() if k != "config"})
+    plain = block_key({**result, "config": CONFIG})
+    with_meta = block_key({**result, "config": "training/configs/synthderm_shortcut_dm.yaml"})
+    assert plain == f"shortcut-pen-{result['shortcut']['label'].lower()}" and with_meta == plain + "-dm"
+    assert "synthderm_shortcut_dm.yaml" in table({**result, "config": "training/configs/synthderm_shortcut_dm.yaml"})
+
+
 def test_teaching_view_without_the_result_says_so_in_a_sentence(tmp_path):
     from skinui.ui import teaching
 

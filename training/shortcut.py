@@ -75,26 +75,37 @@ def ensure_data(root: Path, shortcut: str | None) -> dict[str, Any]:
     return json.loads((root / "manifest.json").read_text())
 
 
+def block_key(result: dict[str, Any]) -> str:
+    """The markdown block of one experiment, e.g. shortcut-pen-sccka (default recipe), shortcut-pen-sccka-dm."""
+    cut = result["shortcut"]
+    key = f"shortcut-{cut['artefact']}-{cut['label'].lower()}"
+    config = result.get("config") or CONFIG
+    if config != CONFIG:  # the recipe's own tag: synthderm_shortcut_dm.yaml -> dm
+        key += "-" + Path(config).stem.replace("synthderm_", "").replace("shortcut_", "")
+    return key
+
+
 def entry_name(tag: str) -> str:
     return f"synthderm_shortcut_{tag}"
 
 
-def train(tag: str, data: Path, work: Path, device: str, retrain: bool) -> str:
-    """Fit the recipe on `data` into WORK/weights as synthderm_shortcut_<tag> (kept when present)."""
+def train(tag: str, data: Path, work: Path, device: str, retrain: bool, config: str = CONFIG) -> str:
+    """Fit the recipe `config` on `data` into WORK/weights as synthderm_shortcut_<tag> (kept when present)."""
     name = entry_name(tag)
     if (work / "weights" / f"{name}.json").is_file() and not retrain:
         return name
     from training.config import load_config
     from training.loop import fit
 
+    title = load_config(config, [])["title"]
     # this entry's own encoder file: retraining replaces it (the zoo refuses to overwrite a shared file)
     (work / "weights" / "shared" / f"{name}_lite0.safetensors").unlink(missing_ok=True)
 
     sets = [f"name={name}", f"export.shared_encoder={name}_lite0", f"cache.dir={work / f'_cache_{tag}'}",
-            f"title=SynthDerm dermoscopic-only, shortcut experiment ({tag})"]
-    command = (f"python -m training fit --config {CONFIG} --data-root {data} --out {work / f'run-{tag}'} "
+            f"title={title}, shortcut experiment ({tag})"]
+    command = (f"python -m training fit --config {config} --data-root {data} --out {work / f'run-{tag}'} "
                f"--device {device} --weights-dir {work / 'weights'} " + " ".join(f"--set {shlex.quote(s)}" for s in sets))
-    fit(load_config(CONFIG, sets), str(data), str(work / f"run-{tag}"), device, False, command, str(work / "weights"))
+    fit(load_config(config, sets), str(data), str(work / f"run-{tag}"), device, False, command, str(work / "weights"))
     return name
 
 
@@ -136,8 +147,9 @@ def render_conditions(cases: list[Any], manifest: dict[str, Any], artefact: str,
 def with_image(case: Any, modality: str, image: np.ndarray) -> Any:
     from skinui.cases import Case
 
+    # metadata travels with the image (a recipe may read it); the other image does not enter
     return Case(case_id=case.case_id, label=case.label, lesion_id=case.lesion_id, patient_id=case.patient_id,
-                **{modality: image})
+                metadata=dict(case.metadata), **{modality: image})
 
 
 def predict(entry: Any, cases: list[Any], modality: str, images: list[np.ndarray],
@@ -197,8 +209,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cut = Shortcut.parse(args.shortcut, CLASSES)
     args.data = args.data or Path(f"runs/data/synthderm-{cut.artefact}-{cut.label.lower()}")
     manifests = {"clean": ensure_data(args.clean_data, None), "shortcut": ensure_data(args.data, args.shortcut)}
-    names = {"shortcut": train(f"{cut.artefact}_{cut.label.lower()}", args.data, args.work, args.device, args.retrain),
-             "clean": train("clean", args.clean_data, args.work, args.device, args.retrain)}
+    names = {"shortcut": train(f"{cut.artefact}_{cut.label.lower()}", args.data, args.work, args.device, args.retrain,
+                               args.config),
+             "clean": train("clean", args.clean_data, args.work, args.device, args.retrain, args.config)}
     entries = {m: load_entry(n, args.work / "weights") for m, n in names.items()}
     cases, _, _ = select_cases(entries["clean"].card, "synthderm", args.clean_data.resolve(), "test")
     same_test = all((args.data / cut.modality / f"{c.case_id}.png").read_bytes()
@@ -243,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         example["figure"] = args.figure
     return {
         "experiment": "shortcut", "issue": 14,
-        "command": "python -m training.shortcut " + " ".join(sys.argv[1:]),
+        "command": "python -m training.shortcut " + " ".join(sys.argv[1:]), "config": args.config,
         "shortcut": {"artefact": cut.artefact, "label": cut.label, "modality": cut.modality,
                      "text": f"--shortcut {args.shortcut}",
                      "same_pattern_as": same_pattern(manifests["clean"], cut.label, cut.modality)},
@@ -308,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clean-data", type=Path, default=Path("runs/data/synthderm"))
     ap.add_argument("--data", type=Path, default=None, help="the shortcut folder (default runs/data/synthderm-ARTEFACT-CLASS)")
     ap.add_argument("--shortcut", default="pen:SCCKA", help="ARTEFACT:CLASS[:MODALITY], as skinui.synth takes it")
+    ap.add_argument("--config", default=CONFIG, help="the recipe both entries are trained with (default: the shipped "
+                    "dermoscopic encoder's; training/configs/synthderm_shortcut_dm.yaml adds metadata)")
     ap.add_argument("--work", type=Path, default=Path("runs/shortcut"), help="runs, caches and the two entries")
     ap.add_argument("--retrain", action="store_true", help="train again even where WORK/weights has the entry")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:  # one block per experiment, e.g. shortcut-pen-sccka
             from training.markdown import write_section
 
-            key = f"shortcut-{result['shortcut']['artefact']}-{result['shortcut']['label'].lower()}"
+            key = block_key(result)
             write_section(args.write, key, body, f"python -m training.shortcut --table {args.table} --write {args.write}")
         else:
             print(body)

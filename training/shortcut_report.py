@@ -73,7 +73,8 @@ def table(result: dict[str, Any]) -> str:
     label = result["shortcut"]["label"]
     acc, cam = result["accuracy"], result["gradcam"]
     heads = [v.format(label=label) for v in METRIC_LABELS.values()]
-    lines = ["| model · test images | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    lines = [f"Recipe: `{result.get('config') or 'training/configs/synthderm_dermoscopic_image.yaml'}` (both models).", "",
+             "| model · test images | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for m in MODELS:
         for c in CONDITIONS:
             s = acc["scores"][m][c]

@@ -234,6 +234,12 @@ def test_teaching_view_with_the_result_shows_its_numbers_and_words_them_by_the_i
     assert teaching.why(result) == ""  # MEL's pattern is its own
     result["shortcut"]["same_pattern_as"] = ["NV"]
     assert "draws MEL's dermoscopic pattern for NV too" in teaching.markdown(result)
+    assert "no model of these images" in teaching.why(result)  # image-only recipe: no other cue to lose
+    result["modalities"] = ["dermoscopic", "metadata"]  # a recipe with a real cue elsewhere
+    words = teaching.why(result)
+    assert "real cue is in the metadata" in words and "no model of these images" not in words
+    clean = result["accuracy"]["scores"]["clean"]["natural"]["target_recall"]
+    assert teaching._ci(clean, pct=True) in words and "(dermoscopic image + metadata)" in teaching.markdown(result)
     assert teaching.picture_path(result) is None and teaching.picture_html(result) == ""  # no picture named
     result["example"]["figure"] = str(tmp_path / "absent.png")
     assert teaching.picture_html(result) == ""

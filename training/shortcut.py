@@ -257,6 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "experiment": "shortcut", "issue": 14,
         "command": "python -m training.shortcut " + " ".join(sys.argv[1:]), "config": args.config,
+        "modalities": list(entries["clean"].modalities),
         "shortcut": {"artefact": cut.artefact, "label": cut.label, "modality": cut.modality,
                      "text": f"--shortcut {args.shortcut}",
                      "same_pattern_as": same_pattern(manifests["clean"], cut.label, cut.modality)},

@@ -5,7 +5,7 @@
 
 (a) Derives each modality's thresholds from the TRAINING split of a real dataset (HAM10000 for
 dermoscopic, PAD-UFES-20 for clinical; the split is the one recorded in the shipped model cards
-`weights/ham10000_image.json` / `weights/pad_ufes20_image.json`, re-derived and checked against
+`weights/ham10000_image.json` / `weights/pad_ufes20_image_gpu.json`, re-derived and checked against
 their test SHA-256) and prints them; the constants in the module must equal them (`--derive`
 prints them and stops). (b) False alarms: share of normal images that get any warning, on the
 held-out part (val + test, never used for the thresholds) and on SynthDerm. (c) Detection: share
@@ -32,7 +32,7 @@ from training.markdown import replace_section  # noqa: E402
 SECTION = "## Image-quality checks"
 REAL = {  # modality -> (dataset, folder under --data, model card that records the split)
     "dermoscopic": ("ham10000", "ham10000", "ham10000_image.json"),
-    "clinical": ("pad-ufes-20", "pad-ufes-20", "pad_ufes20_image.json"),
+    "clinical": ("pad-ufes-20", "pad-ufes-20", "pad_ufes20_image_gpu.json"),
 }
 NAMES = {"ham10000": "HAM10000", "pad-ufes-20": "PAD-UFES-20"}
 WARNINGS = ("blurred", "too dark", "over-exposed", "lesion fills very little", "too small")
@@ -214,7 +214,7 @@ def report(sizes: dict, raw_highlights: dict, alarms: list, by_type: list, detec
         f"{quality.MIN_SIDE} px on its shorter side (that last one is not measured here).\n\n"
         f"- Thresholds: the {PERCENTILE}th / {100 - PERCENTILE}th percentile of each measure over the training "
         "split recorded in `weights/ham10000_image.json` (HAM10000, dermoscopic, "
-        f"{sizes['dermoscopic'][0]} images) and `weights/pad_ufes20_image.json` (PAD-UFES-20, clinical, "
+        f"{sizes['dermoscopic'][0]} images) and `weights/pad_ufes20_image_gpu.json` (PAD-UFES-20, clinical, "
         f"{sizes['clinical'][0]} images); clipped-pixel shares at least {SHARE_FLOOR}.\n"
         "- Skin-tone guards: these datasets are almost all light skin, so 'too dark' is judged on the highlights "
         "(99th-percentile grey level), not the mean, and that threshold is capped at "

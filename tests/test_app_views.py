@@ -441,8 +441,8 @@ def test_gradcam_caption_reports_the_measured_localisation_of_the_layer_in_use()
     # the card's choice is the layer the entry explains at
     enc = load_entry("synthderm_jf_concat").model.image_encoders["dermoscopic"]
     assert enc.target_layer is enc.net.blocks[4]
-    pad = load_entry("pad_ufes20_image").model.image_encoders["clinical"]
-    assert cards["pad_ufes20_image"]["explain"]["gradcam_layer"]["clinical"] == "bn2" and pad.target_layer is pad.net.bn2
+    pad = load_entry("pad_ufes20_image_gpu").model.image_encoders["clinical"]
+    assert cards["pad_ufes20_image_gpu"]["explain"]["gradcam_layer"]["clinical"] == "bn2" and pad.target_layer is pad.net.bn2
 
 
 def test_every_method_names_its_source_and_compare_rows_carry_it():

@@ -359,7 +359,7 @@ def test_retrain_orders_stage1_before_the_stage2_entries_that_read_it():
     at = {c.split("--config ")[1].split()[0].rsplit("/", 1)[1]: i for i, c in enumerate(cmds) if " fit " in c}
     backbone = load_config(CONFIGS / "_pad_ufes20_stage2.yaml", base=None)["stage2"]["backbone"]
     assert at[f"{backbone}.yaml"] < at["pad_ufes20_jf_metablock.yaml"]
-    assert cmds.index(f"rm -f {weights}/shared/pad_ufes20_clinical_lite0.safetensors") < at["pad_ufes20_image.yaml"]
+    assert cmds.index(f"rm -f {weights}/shared/pad_ufes20_clinical_lite0_gpu.safetensors") < at["pad_ufes20_image_gpu.yaml"]
     last_fit = max(at.values())
     assert all(i > last_fit for i, c in enumerate(cmds) if "training.trust " in c or "training.reports" in c)
     assert all("--data-root DATA" in c for c in fits) and any("training.seeds" in c for c in cmds)

@@ -5,6 +5,12 @@
 Each pair is scored on the same validation and test cases with its card's calibration and decision
 rule; the difference carries a 95% group-bootstrap interval (`skinui.stats.paired_difference`,
 2,000 replicates over lesions or patients).
+
+`pad_ufes20_image` (the CPU fast-path encoder the GPU one replaced) is no longer shipped: it made room
+for `ham10000_dermiresnet` under the 150 MB weights budget. It is read from `runs/retired`: restore it
+there with `git show 0ceff25:weights/pad_ufes20_image.json > runs/retired/pad_ufes20_image.json` (and the
+same for its `.safetensors` and `shared/pad_ufes20_clinical_lite0.safetensors`), or retrain it with
+`python -m training fit --config training/configs/pad_ufes20_image.yaml --weights-dir runs/retired`.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PAIRS = [  # (entry a, its folder), (entry b, its folder), dataset, data folder: a minus b
-    (("pad_ufes20_image_gpu", "weights"), ("pad_ufes20_image", "weights"), "pad-ufes-20", "../shared/data/pad-ufes-20"),
+    (("pad_ufes20_image_gpu", "weights"), ("pad_ufes20_image", "runs/retired"), "pad-ufes-20", "../shared/data/pad-ufes-20"),
     (("ham10000_ens_image", "weights"), ("ham10000_image", "weights"), "ham10000", "../shared/data/ham10000"),
 ]
 

@@ -9,21 +9,31 @@ from skinui.models.encoders import IMAGE_ENCODERS, META_ENCODERS, build_image_en
 from skinui.models.preprocess import augment_views, to_tensor
 
 
-def test_lite0_imagenet_mapping_classifies_skimage_photos():
-    """The PyPI file's 296 tensors, mapped in order onto timm, give ImageNet's answers."""
+@pytest.mark.parametrize("name,size,tensors", [("efficientnet_lite0", 224, 296), ("efficientnet_lite1", 240, 386),
+                                               ("efficientnet_lite2", 260, 386)])
+def test_lite_imagenet_mapping_classifies_skimage_photos(name, size, tensors):
+    """Each PyPI file's tensors, mapped in order onto timm, give ImageNet's answers (at the backbone's own
+    input size): a cat (tabby, 281-285) and an espresso (967). A wrong order or layout cannot do that."""
     skdata = pytest.importorskip("skimage.data", reason="scikit-image is a dev dependency")
     timm = pytest.importorskip("timm")
     from skinui.models.pretrained import load_imagenet
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    assert len(model.state_dict()) == 296
-    load_imagenet(model, "efficientnet_lite0")
+    model = timm.create_model(name, pretrained=False)
+    assert len(model.state_dict()) == tensors
+    load_imagenet(model, name)
     model.eval()
     with torch.no_grad():
-        cat = model(to_tensor(skdata.chelsea())[None]).argmax().item()
-        coffee = model(to_tensor(skdata.coffee())[None]).argmax().item()
+        cat = model(to_tensor(skdata.chelsea(), size)[None]).argmax().item()
+        coffee = model(to_tensor(skdata.coffee(), size)[None]).argmax().item()
     assert 281 <= cat <= 285
     assert coffee == 967
+
+
+def test_a_backbone_without_offline_weights_is_refused_with_a_sentence():
+    from skinui.models.pretrained import weight_file
+
+    with pytest.raises(ValueError, match="no offline ImageNet weights for 'efficientnet_lite4'"):
+        weight_file("efficientnet_lite4")
 
 
 def test_pretrained_encoder_matches_timm_features_and_split_is_exact():

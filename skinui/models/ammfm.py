@@ -38,10 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from skinui.models.encoders import IMAGE_ENCODERS, ImageEncoder, build_image_encoder, module_at
-from skinui.models.structures import STRUCTURES, ModelOutput, StructureBase, _head
+from skinui.models.structures import STRUCTURES, ModelOutput, StructureBase, _head, mix_branches, probability_output
 
-BRANCHES = ("clinical", "dermoscopic", "fused")  # the order of `branch_weights`
-_EPS = 1e-12
+BRANCHES = ("clinical", "dermoscopic", "fused")  # the order of `branch_weights` (PEMM's heads too)
 
 
 @IMAGE_ENCODERS.register("stage_maps")
@@ -237,10 +236,8 @@ class AMMFM(TwoImageStructure):
         z = {"clinical": self.heads["clinical"](maps["clinical"][-1].mean((2, 3))),
              "dermoscopic": self.heads["dermoscopic"](maps["dermoscopic"][-1].mean((2, 3))),
              "fused": self.heads["fused"](fused)}
-        probs = torch.stack([z[b].float().softmax(1) for b in BRANCHES], 1)  # [B, 3, K]
-        p = (self.branch_weights[None, :, None] * probs).sum(1)
-        return ModelOutput(torch.log(p.clamp_min(_EPS)), p, z,
-                           features={f"attention.{i}": a for i, a in enumerate(attn)} | {"fused": fused})
+        return probability_output(mix_branches(z, BRANCHES, self.branch_weights), z,
+                                  **{f"attention.{i}": a for i, a in enumerate(attn)}, fused=fused)
 
     def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         """The summed cross-entropy CE_C + CE_D + CE_F."""

@@ -35,12 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinui.models.structures import STRUCTURES, ModelOutput, StructureBase, _head
+from skinui.models.structures import (
+    _EPS,
+    STRUCTURES,
+    ModelOutput,
+    StructureBase,
+    _head,
+    mix_branches,
+    probability_output,
+)
 
 BRANCHES = ("clinical", "dermoscopic", "fusion")  # the order of `branch_weights`
 SVM_INPUTS = ("combined", "branches")
 MIN_PROB = 1e-7  # libsvm's clamp of the pairwise probabilities
-_EPS = 1e-12
 
 
 def pairs(num_classes: int) -> list[tuple[int, int]]:
@@ -239,8 +246,7 @@ class FusionM4Net(StructureBase):
         f = self.split(f_image)
         z = {"clinical": self.heads["clinical"](f["clinical"]), "dermoscopic": self.heads["dermoscopic"](f["dermoscopic"]),
              "fusion": self.heads["fusion"](self.fuse(f))}
-        probs = torch.stack([z[b].float().softmax(1) for b in BRANCHES], 1)  # [B, 3, K]
-        return z, (self.branch_weights[None, :, None] * probs).sum(1)
+        return z, mix_branches(z, BRANCHES, self.branch_weights)
 
     def svm_features(self, f_meta: torch.Tensor, z: dict[str, torch.Tensor], p1: torch.Tensor) -> torch.Tensor:
         """x = [metadata ; P1] (or [metadata ; P_C ; P_D ; P_F] with svm_input: branches)."""
@@ -250,12 +256,12 @@ class FusionM4Net(StructureBase):
     def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor, present: torch.Tensor) -> ModelOutput:
         z, p1 = self.stage1(f_image)
         if self.svm is None:
-            return ModelOutput(torch.log(p1.clamp_min(_EPS)), p1, z)
+            return probability_output(p1, z)
         p2 = self.svm(self.svm_features(f_meta, z, p1))
         w = self.stage_weights.to(torch.float64)
         p = (w[0] * p1.to(torch.float64) + w[1] * p2).to(p1.dtype)
         branches = {**z, "svm": torch.log(p2.clamp_min(_EPS)).to(p1.dtype)}
-        return ModelOutput(torch.log(p.clamp_min(_EPS)), p, branches, features={"p1": p1, "p2": p2.to(p1.dtype)})
+        return probability_output(p, branches, p1=p1, p2=p2.to(p1.dtype))
 
     def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         """Stage 1's summed cross-entropy CE_C + CE_D + CE_F (the SVM is fitted, not trained by gradient)."""

@@ -25,12 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinui.models.ammfm import TwoImageStructure
-from skinui.models.structures import STRUCTURES, ModelOutput, _head
+from skinui.models.ammfm import BRANCHES, TwoImageStructure
+from skinui.models.structures import STRUCTURES, ModelOutput, _head, mix_branches, probability_output
 
-BRANCHES = ("clinical", "dermoscopic", "fused")
 LOSS_WEIGHTS = {"clinical": 0.1, "dermoscopic": 0.4, "fused": 0.5}
-_EPS = 1e-12
 
 
 class SharedCrossAttention(nn.Module):
@@ -82,15 +80,11 @@ class PEMM(TwoImageStructure):
         if self.inference == "fused":
             p = z["fused"].float().softmax(1)
         else:
-            w = torch.tensor([self.loss_weights[b] for b in BRANCHES], device=p_dev(z), dtype=torch.float32)
-            p = (w[None, :, None] / w.sum() * torch.stack([z[b].float().softmax(1) for b in BRANCHES], 1)).sum(1)
-        return ModelOutput(torch.log(p.clamp_min(_EPS)), p, z,
-                           features={"attention.clinical": a_c, "attention.dermoscopic": a_d})
+            w = torch.tensor([self.loss_weights[b] for b in BRANCHES], device=z["fused"].device)
+            p = mix_branches(z, BRANCHES, w / w.sum())
+        return probability_output(p, z, **{"attention.clinical": a_c, "attention.dermoscopic": a_d})
 
     def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         """The biased sum 0.1 CE_C + 0.4 CE_D + 0.5 CE_F."""
         return sum(self.loss_weights[b] * F.cross_entropy(out.branch_logits[b].float(), target) for b in BRANCHES)
 
-
-def p_dev(z: dict[str, torch.Tensor]) -> torch.device:
-    return next(iter(z.values())).device

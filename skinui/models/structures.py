@@ -37,6 +37,18 @@ def _head(in_dim: int, num_classes: int, dropout: float) -> nn.Module:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_classes))
 
 
+def mix_branches(z: dict[str, torch.Tensor], branches: tuple[str, ...], weights: torch.Tensor) -> torch.Tensor:
+    """[B, K] sum_b w_b softmax(z_b) in float32: the fixed-weight mixture of several heads' probabilities
+    (FusionM4Net's stage 1, AMMFM, PEMM's weighted inference); `weights` [len(branches)], in that order."""
+    probs = torch.stack([z[b].float().softmax(1) for b in branches], 1)  # [B, n, K]
+    return (weights.float()[None, :, None] * probs).sum(1)
+
+
+def probability_output(p: torch.Tensor, branch_logits: dict[str, torch.Tensor], **features: torch.Tensor) -> ModelOutput:
+    """A structure's output when it mixes probabilities: log p stands in for the logits."""
+    return ModelOutput(torch.log(p.clamp_min(_EPS)), p, branch_logits, features=features)
+
+
 class StructureBase(nn.Module):
     needs_both = False
 

@@ -54,8 +54,8 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
             explain(n)
     for _ in range(rounds):
         for n in BACKBONES:
-            times[n]["forward"].append(timed(lambda: forward(n)))
-            times[n]["explain"].append(timed(lambda: explain(n)))
+            times[n]["forward"].append(timed(lambda n=n: forward(n)))
+            times[n]["explain"].append(timed(lambda n=n: explain(n)))
     out = {}
     for n, enc in encoders.items():
         params = sum(p.numel() for p in enc.parameters())

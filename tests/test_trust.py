@@ -217,11 +217,10 @@ def test_averaged_views_predict_from_the_mean_over_the_flipped_views(synth_entry
 
 
 def test_averaged_views_do_nothing_for_an_entry_without_pixels():
-    from skinui.zoo import load_entry
-
     from dataclasses import replace
 
     from skinui.synth.generate import plan, render
+    from skinui.zoo import load_entry
 
     entry = load_entry("synthderm_jiadf_m")
     case = replace(synth_case(), metadata=render(plan(12, 123)[0], 123, 128).metadata)

@@ -39,6 +39,7 @@ class Prediction:
     set_mode: str | None = None  # "marginal" (over all cases) or "class" (for each true diagnosis)
     unusual: dict[str, dict[str, float]] | None = None  # image modality -> {score, threshold, unusual}
     uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank among validation cases}
+    tasks: dict[str, dict[str, float]] | None = None  # further tasks (Derm7pt's criteria) -> class probabilities
 
 
 @dataclass
@@ -50,6 +51,15 @@ class Entry:
     schema: Schema | None
     temperature: float = 1.0
     detectors: dict[str, Any] = field(default_factory=dict)  # image modality -> skinui.trust.ood.Detector
+
+    def task_classes(self, task: str, k: int) -> list[str]:
+        """A further task's class names: the card's (FusionM4Net's `tasks` block), else the dataset's."""
+        from skinui.datasets import DATASETS
+
+        names = (((self.card.get("fusionm4net") or {}).get("tasks") or {}).get(task) or {}).get("classes")
+        if not names and self.card.get("dataset") in DATASETS:
+            names = DATASETS.get(self.card["dataset"]).tasks.get(task)
+        return list(names) if names and len(names) == k else [str(j) for j in range(k)]
 
     @property
     def calibration(self) -> dict[str, Any]:
@@ -174,8 +184,7 @@ class Entry:
         styles: dict[str, torch.Tensor] = {}
         feats = self.model.encode(batch, styles)
         out = self.model.head(feats, batch.get("mask"))
-        return Encoded(self, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes,
-                       styles)
+        return Encoded.of(self, cases, batch, feats, out, notes, styles)
 
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
                 calibrated: bool = True, tta: bool = False, average_views: bool = False) -> list[Prediction]:
@@ -203,6 +212,22 @@ class Encoded:
     notes: list[list[str]] = field(default_factory=list)  # per case: missing inputs, cleaned values
     styles: dict[str, torch.Tensor] = field(default_factory=dict)  # image modality -> stem statistics
     _views: torch.Tensor | None = field(default=None, repr=False, compare=False)  # `view_logits`, once computed
+    tasks: dict[str, torch.Tensor] = field(default_factory=dict)  # further task -> [N, K_task] probabilities
+
+    @classmethod
+    def of(cls, entry: Entry, cases: list[Case], batch: dict[str, Any], feats: dict[str, torch.Tensor], out: Any,
+           notes: list[list[str]], styles: dict[str, torch.Tensor]) -> Encoded:
+        """From the head's `ModelOutput` (a multi-task structure's further tasks are its `task.<name>` features)."""
+        tasks = {k[len("task."):]: v for k, v in out.features.items() if k.startswith("task.") and k.count(".") == 1}
+        return cls(entry, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes, styles,
+                   tasks=tasks)
+
+    def task_probabilities(self, i: int) -> dict[str, dict[str, float]] | None:
+        """Case i's further-task probabilities by class name (None for single-task entries)."""
+        if not self.tasks:
+            return None
+        return {t: dict(zip(self.entry.task_classes(t, int(p.shape[1])), p[i].detach().double().tolist()))
+                for t, p in self.tasks.items()}
 
     @property
     def case(self) -> Case:
@@ -341,6 +366,7 @@ class Encoded:
                 set_mode=mode,
                 unusual=unusual[i] or None,
                 uncertainty=unsure[i] or None,
+                tasks=self.task_probabilities(i),
             ))
         return preds
 
@@ -357,8 +383,7 @@ class Encoded:
         if batch.get("metadata") is not None:
             feats["metadata"] = self.entry.model.encode({"metadata": batch["metadata"]})["metadata"]
         out = self.entry.model.head(feats, batch["mask"])
-        return Encoded(self.entry, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes,
-                       self.styles)
+        return Encoded.of(self.entry, cases, batch, feats, out, notes, self.styles)
 
     def prediction(self) -> Prediction:
         """The prediction of a one-case `Encoded` (the app's and the explain layer's case)."""

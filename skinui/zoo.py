@@ -194,7 +194,9 @@ def _fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    """fp32 tensors to fp16; float64 ones stay: a module keeps a tensor in float64 because it must be exact
+    (FusionM4Net's SVM: its Platt parameters can exceed fp16's range and turn into inf)."""
+    return {k: v.half() if v.dtype in (torch.float32, torch.bfloat16) else v for k, v in state.items()}
 
 
 def _schema(dataset: str) -> Any:

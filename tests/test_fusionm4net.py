@@ -253,6 +253,7 @@ def test_save_load_round_trip_predicts_identically_and_grad_cam_runs(tmp_path):
     torch.testing.assert_close(enc.logits, expected, rtol=0, atol=0)
     preds = entry.predict(cases)
     assert set(preds[0].branch_probabilities) == {*BRANCHES, "svm"} and preds[0].branch_weights is None
+    assert preds[0].tasks is None  # a single-task entry
     heat = cam.gradcam(entry.encode(cases[:1]), "dermoscopic")  # through stage 1 and the SVM
     assert heat.shape == (32, 32) and np.isfinite(heat).all()
     for subset in (["dermoscopic"], ["clinical", "metadata"], ["metadata"]):  # the app's modality switches
@@ -264,3 +265,169 @@ def test_save_load_round_trip_predicts_identically_and_grad_cam_runs(tmp_path):
     with torch.no_grad():
         typed = entry.model.head({**bare.feats, "metadata": torch.from_numpy(_encoder().transform([{}]))})
     torch.testing.assert_close(bare.logits, typed.logits, rtol=0, atol=0)
+
+
+# -- multi-task: Derm7pt's seven-point criteria -------------------------------------------------------------------
+def test_derm7pt_criteria_are_grouped_as_the_derm7pt_package_groups_them(tmp_path):
+    from fixtures.official_layouts import make_derm7pt
+
+    from skinui.datasets import DATASETS, load_dataset
+
+    adapter = DATASETS.get("derm7pt")
+    assert adapter.tasks["vascular_structures"] == ("absent", "regular", "irregular")
+    assert {t: len(c) for t, c in adapter.tasks.items()} == {
+        "pigment_network": 3, "streaks": 3, "pigmentation": 3, "regression_structures": 2, "dots_and_globules": 3,
+        "blue_whitish_veil": 2, "vascular_structures": 3}
+    case = Case("x", extra={"criteria": {"pigmentation": "localized regular", "vascular_structures": "within regression",
+                                         "regression_structures": "combinations", "streaks": None,
+                                         "pigment_network": "atypical", "dots_and_globules": "made up"}})
+    got = adapter.task_labels(case)
+    assert got["pigmentation"] == 1 and got["vascular_structures"] == 1 and got["regression_structures"] == 1
+    assert got["pigment_network"] == 2
+    assert got["streaks"] == -1 and got["dots_and_globules"] == -1 and got["blue_whitish_veil"] == -1  # unknown
+    make_derm7pt(tmp_path, n=8)
+    cases = {c.case_id: c for c in load_dataset("derm7pt", tmp_path).cases}
+    assert adapter.task_labels(cases["1"])["vascular_structures"] == 2  # "dotted" is irregular
+    assert adapter.task_labels(cases["2"])["regression_structures"] == -1  # left blank in meta.csv
+    assert DATASETS.get("ham10000").task_labels(cases["1"]) == {}  # datasets without further tasks
+
+
+def _multitask_model(tasks=None):
+    return _model(tasks=tasks or {"veil": 2, "network": 3})
+
+
+def test_multitask_loss_adds_each_tasks_three_branches_and_skips_unknown_labels():
+    from training.optim import compute_loss
+
+    model = _multitask_model()
+    model.train()
+    out = model(_inputs(model, n=6))
+    diagnosis = torch.tensor([0, 1, 2, 0, 1, 2])
+    veil = torch.tensor([0, 1, -1, 1, 0, -1])
+    network = torch.tensor([2, -1, -1, -1, -1, -1])
+    target = torch.stack([diagnosis, veil, network], 1)
+    known = veil >= 0
+    expected = sum(F.cross_entropy(out.branch_logits[b], diagnosis) for b in BRANCHES)
+    expected = expected + sum(F.cross_entropy(out.features[f"task.veil.{b}"][known], veil[known]) for b in BRANCHES)
+    expected = expected + sum(F.cross_entropy(out.features[f"task.network.{b}"][:1], network[:1]) for b in BRANCHES)
+    torch.testing.assert_close(compute_loss(model, out, target, None, 0.0), expected)
+    # a diagnosis-only target trains the diagnosis alone (what a dataset without criteria gives)
+    torch.testing.assert_close(model.structure.loss(out, diagnosis),
+                               sum(F.cross_entropy(out.branch_logits[b], diagnosis) for b in BRANCHES))
+    compute_loss(model, out, target, None, 0.0).backward()
+    heads = model.structure.task_heads
+    assert all(heads[t][b][1].weight.grad.abs().sum() > 0 for t in ("veil", "network") for b in BRANCHES)
+    with pytest.raises(ValueError, match="number of classes"):
+        _model(tasks={"veil": 1})
+
+
+def test_each_task_has_its_own_weights_and_svm_and_survives_save_load(tmp_path):
+    from skinui.zoo import load_entry, save_entry
+
+    model = _multitask_model()
+    _attach_svm(model)  # the diagnosis
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, model.structure.svm_width(2)))
+    y = np.arange(40) % 2
+    x[:, 0] += 2 * y
+    svc = _svc(x, y)
+    entries = model.structure.attach([0.0, 1.0, 0.0], [0.5, 0.5], svc, task="veil")
+    assert entries["task_svms"]["veil"]["n_support"] == [int(n) for n in svc.n_support_]
+    model.cfg["structure"] = {**model.cfg["structure"], **entries}
+    batch = _inputs(model, n=4)
+    with torch.no_grad():
+        out = model(batch)
+    # veil: P1 is the dermoscopic branch alone (weights 0/1/0), P2 its own SVM on [metadata ; veil's P1]
+    p1 = out.features["task.veil.dermoscopic"].softmax(1).double().numpy()
+    xv = np.concatenate([batch["metadata"].numpy(), p1.astype(np.float32)], 1).astype(np.float64)
+    np.testing.assert_allclose(out.features["task.veil"].double().numpy(), 0.5 * p1 + 0.5 * svm_probabilities(svc, xv),
+                               atol=1e-6)
+    # network has no SVM yet: its output is its uniform branch mixture; the diagnosis is untouched by the tasks
+    mix = sum(out.features[f"task.network.{b}"].softmax(1) for b in BRANCHES) / 3
+    torch.testing.assert_close(out.features["task.network"], mix)
+    plain = _model()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    _attach_svm(plain)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(batch).probs, out.probs)
+    card = {"name": "toy-m4", "dataset": "toy", "classes": list(SCHEMA.classes),
+            "metadata_encoder": _encoder().to_dict(), "model": json.loads(json.dumps(model.cfg)),
+            "fusionm4net": {"tasks": {"veil": {"classes": ["absent", "present"]}}}}
+    save_entry(model, card, tmp_path, fp16=True)  # fp16 storage leaves the SVMs' float64 tensors exact
+    entry = load_entry("toy-m4", tmp_path)
+    for name, t in model.structure.state_dict().items():
+        if t.dtype == torch.float64:
+            assert torch.equal(entry.model.structure.state_dict()[name], t), name
+    assert entry.model.structure.task_svm["veil"].support.dtype == torch.float64
+    torch.testing.assert_close(entry.model.structure.task_weights("veil")[1], torch.tensor([0.5, 0.5]))
+    rng = np.random.default_rng(0)
+    cases = [Case(f"c{i}", rng.integers(0, 255, (40, 40, 3), dtype=np.uint8),
+                  rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), dict(ROWS[i % 3])) for i in range(2)]
+    pred = entry.predict(cases)[0]
+    assert set(pred.tasks) == {"veil", "network"} and list(pred.tasks["veil"]) == ["absent", "present"]
+    assert list(pred.tasks["network"]) == ["0", "1", "2"]  # no names anywhere: indices
+    assert sum(pred.tasks["network"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def _derm7pt_config(name: str, modalities: list[str], **extra) -> dict:
+    """CI-sized Derm7pt configs: tinynet_e at 32 px on the fixture of the official layout."""
+    from training.config import load_config
+
+    cfg = {"name": name, "dataset": "derm7pt", "split": {"method": "auto"},
+           "model": {"modalities": modalities, "image_size": 32,
+                     "image_encoder": {"name": "tinynet_e", "pretrained": False, "stem_blocks": 3},
+                     "meta_encoder": {"name": "mlp", "dims": [8]}, "structure": {"name": "late"}},
+           "train": {"mode": "fastpath", "epochs": 1, "batch_size": 8, "eval_batch_size": 16},
+           "fastpath": {"views": 1}, "stage2": {"views": 1}, **extra}
+    return load_config(None, base=cfg)
+
+
+def test_derm7pt_multitask_fusionm4net_trains_end_to_end_on_the_official_layout(tmp_path):
+    """Both stage-1 encoders, then FusionM4Net with the seven criteria: one SVM and weights per task, each
+    criterion scored on validation and test in the card, every prediction carrying the criteria."""
+    from fixtures.official_layouts import make_derm7pt
+
+    from skinui.datasets import load_dataset
+    from skinui.zoo import load_entry
+    from training.config import load_config
+    from training.loop import fit
+
+    root, weights = tmp_path / "derm7pt", tmp_path / "weights"
+    make_derm7pt(root, n=60)
+    run = lambda cfg: fit(cfg, str(root), str(tmp_path / "runs" / cfg["name"]), "cpu", "pytest",  # noqa: E731
+                          weights_dir=str(weights))
+    for m in ("dermoscopic", "clinical"):
+        run(_derm7pt_config(f"d7_{m}", [m], export={"shared_encoder": f"d7_{m}_encoder"}))
+    shipped = load_config("training/configs/derm7pt_fusionm4net.yaml")
+    structure = {**shipped["model"]["structure"], "search": {"branch_step": 0.5, "stage_step": 0.5, "svm_C": [1.0]}}
+    cfg = _derm7pt_config("d7_m4", ["dermoscopic", "clinical", "metadata"],
+                          stage2={"views": 1, "backbone": {"dermoscopic": "d7_dermoscopic", "clinical": "d7_clinical"}})
+    cfg["model"].update(meta_encoder={"name": "mlp", "dims": []}, structure=structure)
+    cfg["train"].update(mode="features", epochs=2, select_metric="balanced_accuracy")
+    run(cfg)
+    card = json.loads((weights / "d7_m4.json").read_text())
+    tasks = card["fusionm4net"]["tasks"]
+    assert set(tasks) == set(shipped["model"]["structure"]["tasks"])
+    assert tasks["vascular_structures"]["classes"] == ["absent", "regular", "irregular"]
+    for t, row in tasks.items():
+        assert sum(row["branch_weights"].values()) == pytest.approx(1) and sum(row["stage_weights"].values()) == pytest.approx(1)
+        assert sum(row["svm"]["n_support"]) > 0 and row["svm"]["torch_vs_search_max_abs_diff_val"] < 1e-5
+        for part in ("val", "test"):
+            assert row[part]["balanced_accuracy"]["ci"][0] is not None, (t, part)
+    assert tasks["regression_structures"]["val"]["n_cases"] == 12  # the blank row is in training
+    assert set(card["model"]["structure"]["task_svms"]) == set(tasks)
+    entry = load_entry("d7_m4", weights)
+    cases = load_dataset("derm7pt", root).cases[:3]
+    pred = entry.predict(cases)[0]
+    assert set(pred.tasks) == set(tasks) and list(pred.tasks["pigment_network"]) == ["absent", "typical", "atypical"]
+    assert all(sum(p.values()) == pytest.approx(1, abs=1e-5) for p in pred.tasks.values())
+    assert sum(pred.probabilities.values()) == pytest.approx(1, abs=1e-5) and len(pred.probabilities) == 5
+    # a task the dataset does not label, or with the wrong number of classes, is refused with a sentence
+    from training.fusionm4net import resolve_tasks
+
+    with pytest.raises(ValueError, match="not labelled in derm7pt"):
+        resolve_tasks({"ulceration": 2}, "derm7pt")
+    with pytest.raises(ValueError, match="streaks: 3"):
+        resolve_tasks({"streaks": 2}, "derm7pt")
+    with pytest.raises(ValueError, match="none"):
+        resolve_tasks({"streaks": 3}, "ham10000")

@@ -140,6 +140,15 @@ class DatasetAdapter:
     def load(self, verify_images: bool = False) -> LoadResult:
         raise NotImplementedError
 
+    # Further labels of the same image beside the diagnosis (Derm7pt's seven-point criteria), for multi-task
+    # structures: task name -> its class names, in order. Never model inputs (they are leak fields).
+    tasks: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def task_labels(cls, case: Case) -> dict[str, int]:
+        """Each of `tasks`' class index for `case`, -1 where the case does not say (a masked target)."""
+        return {t: -1 for t in cls.tasks}
+
     @classmethod
     def official_split(cls, cases: list[Case]) -> dict[str, list[int]] | None:
         """Indices of the dataset's own partition, read from `case.extra["official_split"]`.

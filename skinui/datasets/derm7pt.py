@@ -10,7 +10,8 @@ Label: the 20 raw diagnoses grouped into the 5 classes of the dataset's own `der
 (`ArgenzianoDatasetGroupInfrequent`), the grouping used by most papers on it: BCC, NEV (all
 nevi), MEL (all melanomas), MISC (dermatofibroma, lentigo, melanosis, miscellaneous, vascular
 lesion) and SK. The raw diagnosis stays in `case.extra["diagnosis"]` and the seven-point
-criteria in `case.extra["criteria"]` (they are labels of the image, so also leak fields).
+criteria in `case.extra["criteria"]` (they are labels of the image, so also leak fields); `tasks` /
+`task_labels` give them grouped as the multi-task papers predict them (FusionM4Net's Derm7pt heads).
 """
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ CRITERIA = {
     "blue_whitish_veil": ("absent", "present"),
     "vascular_structures": ("absent", "arborizing", "comma", "hairpin", "within regression", "wreath", "dotted",
                             "linear irregular"),
+}
+# The criteria as the multi-task papers on Derm7pt predict them (Kawahara et al.'s own `derm7pt` package,
+# `Derm7PtDatasetGroupInfrequent`, also read by FusionM4Net): raw levels grouped into 2-3 classes.
+CRITERIA_GROUPS = {
+    "pigment_network": {"absent": ("absent",), "typical": ("typical",), "atypical": ("atypical",)},
+    "streaks": {"absent": ("absent",), "regular": ("regular",), "irregular": ("irregular",)},
+    "pigmentation": {"absent": ("absent",), "regular": ("diffuse regular", "localized regular"),
+                     "irregular": ("diffuse irregular", "localized irregular")},
+    "regression_structures": {"absent": ("absent",), "present": ("blue areas", "white areas", "combinations")},
+    "dots_and_globules": {"absent": ("absent",), "regular": ("regular",), "irregular": ("irregular",)},
+    "blue_whitish_veil": {"absent": ("absent",), "present": ("present",)},
+    "vascular_structures": {"absent": ("absent",),
+                            "regular": ("arborizing", "comma", "hairpin", "within regression", "wreath"),
+                            "irregular": ("dotted", "linear irregular")},
 }
 _CRITERION = "a seven-point checklist criterion read off the dermoscopic image by the diagnosing expert"
 
@@ -85,6 +100,18 @@ SPLIT_FILES = {"train": "meta/train_indexes.csv", "val": "meta/valid_indexes.csv
 class Derm7ptAdapter(DatasetAdapter):
     name = "derm7pt"
     schema = SCHEMA
+
+    tasks = {name: tuple(groups) for name, groups in CRITERIA_GROUPS.items()}
+
+    @classmethod
+    def task_labels(cls, case: Case) -> dict[str, int]:
+        """The grouped seven-point criteria of `case` (-1 where the row left one blank or gave an unknown level)."""
+        raw = case.extra.get("criteria") or {}
+        out = {}
+        for name, groups in CRITERIA_GROUPS.items():
+            level = str(raw.get(name) or "").strip().lower()
+            out[name] = next((i for i, members in enumerate(groups.values()) if level in members), -1)
+        return out
 
     def _official_parts(self, tally: Tally) -> dict[int, str]:
         part_of: dict[int, str] = {}

@@ -23,6 +23,13 @@ The whole system is a config (training/configs/synthderm_fusionm4net.yaml) train
   so gradients reach the image encoders through the SVM too (Grad-CAM explains the final output).
 
 Without an SVM (`svm: null`, while stage 1 trains) the output is P1.
+
+Multi-task (the chapter's Derm7pt setting: the diagnosis plus the seven-point criteria): `tasks` names
+further tasks and their class counts. Each task has its own three branch heads on the same features, its
+own branch weights, SVM (on [metadata ; that task's P1]) and stage weights (`task_weights`, `task_svms`),
+the loss sums every task's three cross-entropies (unknown labels, -1, are skipped), and each task's final
+probabilities are `out.features["task.<name>"]`. The diagnosis stays the model's output (`logits`), so
+calibration, Grad-CAM and every report treat it like any other entry.
 """
 from __future__ import annotations
 
@@ -179,7 +186,10 @@ class FusionM4Net(StructureBase):
     def __init__(self, dim_image: int, dim_meta: int, num_classes: int, image_dims: dict[str, int] | None = None,
                  width: int | None = None, dropout: float = 0.2, branch_weights: list[float] | None = None,
                  stage_weights: list[float] | None = None, svm: dict[str, Any] | None = None,
-                 svm_input: str = "combined", **kw: Any) -> None:
+                 svm_input: str = "combined", tasks: dict[str, int] | None = None,
+                 task_weights: dict[str, dict[str, list[float]]] | None = None,
+                 task_svms: dict[str, dict[str, Any] | None] | None = None, task_loss_weight: float = 1.0,
+                 **kw: Any) -> None:
         super().__init__(dim_image, dim_meta, num_classes, dropout=dropout, **kw)
         dims = dict(image_dims or {})
         if sorted(dims) != ["clinical", "dermoscopic"]:
@@ -195,39 +205,72 @@ class FusionM4Net(StructureBase):
         self.heads = nn.ModuleDict({"clinical": _head(dims["clinical"], num_classes, dropout),
                                     "dermoscopic": _head(dims["dermoscopic"], num_classes, dropout),
                                     "fusion": _head(self.width, num_classes, dropout)})
-        w1 = torch.tensor(branch_weights if branch_weights is not None else [1 / 3] * 3, dtype=torch.float32)
-        w2 = torch.tensor(stage_weights if stage_weights is not None else [1.0, 0.0], dtype=torch.float32)
-        if w1.shape != (3,) or w2.shape != (2,) or (w1 < 0).any() or (w2 < 0).any():
-            raise ValueError("fusionm4net branch_weights (clinical, dermoscopic, fusion) and stage_weights (stage 1, "
-                             "stage 2) must be 3 and 2 non-negative numbers.")
         # config values, saved in the card; buffers so that they travel with the module (not in the state dict)
-        self.register_buffer("branch_weights", w1 / w1.sum(), persistent=False)
-        self.register_buffer("stage_weights", w2 / w2.sum(), persistent=False)
+        self.register_buffer("branch_weights", _weights(branch_weights, 3, "branch_weights"), persistent=False)
+        self.register_buffer("stage_weights", _weights(stage_weights, 2, "stage_weights"), persistent=False)
         self.dim_meta, self.svm = int(dim_meta), None
         if svm:
-            want = self.svm_width()
-            if int(svm["dim"]) != want:
-                raise ValueError(f"fusionm4net svm.dim is {svm['dim']} but [metadata ; probabilities] is {want} wide.")
-            self.svm = RBFSVC(num_classes, svm["n_support"], want)
+            self.svm = self._svm_for(num_classes, svm, "svm")
+        # further tasks (Derm7pt's criteria): the same three branches, weights and SVM per task
+        self.tasks = {str(t): int(k) for t, k in (tasks or {}).items()}
+        if any(k < 2 for k in self.tasks.values()) or (tasks is not None and not isinstance(tasks, dict)):
+            raise ValueError("fusionm4net tasks must map each further task to its number of classes (at least 2), "
+                             "e.g. {pigment_network: 3}.")
+        self.task_loss_weight = float(task_loss_weight)
+        widths = {"clinical": dims["clinical"], "dermoscopic": dims["dermoscopic"], "fusion": self.width}
+        self.task_heads = nn.ModuleDict({t: nn.ModuleDict({b: _head(widths[b], k, dropout) for b in BRANCHES})
+                                         for t, k in self.tasks.items()})
+        self.task_svm = nn.ModuleDict()
+        for t, k in self.tasks.items():
+            w = (task_weights or {}).get(t, {})
+            self.register_buffer(f"_branch_weights_{t}", _weights(w.get("branch"), 3, f"task_weights.{t}.branch"),
+                                 persistent=False)
+            self.register_buffer(f"_stage_weights_{t}", _weights(w.get("stage"), 2, f"task_weights.{t}.stage"),
+                                 persistent=False)
+            if (task_svms or {}).get(t):
+                self.task_svm[t] = self._svm_for(k, task_svms[t], f"task_svms.{t}")
 
-    def attach(self, branch_weights: Any, stage_weights: Any, svc: Any = None) -> dict[str, Any]:
-        """Training: the searched weights and a fitted scikit-learn SVC into this structure. Returns the
-        `model.structure` entries that rebuild it (written into the card; the SVC's tensors go to the state dict)."""
-        w1 = torch.as_tensor(np.asarray(branch_weights, dtype=np.float64), dtype=torch.float32)
-        w2 = torch.as_tensor(np.asarray(stage_weights, dtype=np.float64), dtype=torch.float32)
-        self.branch_weights, self.stage_weights = w1 / w1.sum(), w2 / w2.sum()
-        spec = None
+    def _svm_for(self, num_classes: int, spec: dict[str, Any], name: str) -> RBFSVC:
+        want = self.svm_width(num_classes)
+        if int(spec["dim"]) != want:
+            raise ValueError(f"fusionm4net {name}.dim is {spec['dim']} but [metadata ; probabilities] is {want} wide.")
+        return RBFSVC(num_classes, spec["n_support"], want)
+
+    def task_weights(self, task: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(branch weights [3], stage weights [2]) of `task` (None: the diagnosis)."""
+        if task is None:
+            return self.branch_weights, self.stage_weights
+        return getattr(self, f"_branch_weights_{task}"), getattr(self, f"_stage_weights_{task}")
+
+    def attach(self, branch_weights: Any, stage_weights: Any, svc: Any = None, task: str | None = None) -> dict[str, Any]:
+        """Training: the searched weights and a fitted scikit-learn SVC into this structure, for the diagnosis
+        (`task` None) or a further task. Returns the `model.structure` entries that rebuild it (written into
+        the card; the SVC's tensors go to the state dict)."""
+        w1 = _weights(np.asarray(branch_weights, dtype=np.float64).tolist(), 3, "branch_weights")
+        w2 = _weights(np.asarray(stage_weights, dtype=np.float64).tolist(), 2, "stage_weights")
+        k = self.num_classes if task is None else self.tasks[task]
+        spec, fitted = None, None
         if svc is not None:
             spec = RBFSVC.spec_of(svc)
-            want = self.svm_width()
+            want = self.svm_width(k)
             if spec["dim"] != want:
                 raise ValueError(f"the SVC was fitted on {spec['dim']} inputs; this structure feeds it {want}.")
-            self.svm = RBFSVC(self.num_classes, spec["n_support"], spec["dim"]).load_sklearn(svc)
-        return {"branch_weights": [float(v) for v in self.branch_weights], "svm": spec,
-                "stage_weights": [float(v) for v in self.stage_weights]}
+            fitted = RBFSVC(k, spec["n_support"], spec["dim"]).load_sklearn(svc)
+        weights = {"branch": [float(v) for v in w1], "stage": [float(v) for v in w2]}
+        if task is None:
+            self.branch_weights, self.stage_weights = w1, w2
+            if fitted is not None:
+                self.svm = fitted
+            return {"branch_weights": weights["branch"], "svm": spec, "stage_weights": weights["stage"]}
+        setattr(self, f"_branch_weights_{task}", w1)
+        setattr(self, f"_stage_weights_{task}", w2)
+        if fitted is not None:
+            self.task_svm[task] = fitted
+        return {"task_weights": {task: weights}, "task_svms": {task: spec}}
 
-    def svm_width(self) -> int:
-        return self.dim_meta + (3 if self.svm_input == "branches" else 1) * self.num_classes
+    def svm_width(self, num_classes: int | None = None) -> int:
+        k = self.num_classes if num_classes is None else num_classes
+        return self.dim_meta + (3 if self.svm_input == "branches" else 1) * k
 
     def split(self, f_image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The concatenated image features back into {modality: [B, D_m]} (the model's modality order)."""
@@ -241,28 +284,70 @@ class FusionM4Net(StructureBase):
         """The fusion branch's feature: the element-wise sum of the (projected) clinical and dermoscopic features."""
         return self.project["clinical"](f["clinical"]) + self.project["dermoscopic"](f["dermoscopic"])
 
-    def stage1(self, f_image: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Branch logits {clinical, dermoscopic, fusion} and P1 = sum_b w_b softmax(z_b)."""
+    def branch_features(self, f_image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{clinical, dermoscopic, fusion}: the features each branch's heads read."""
         f = self.split(f_image)
-        z = {"clinical": self.heads["clinical"](f["clinical"]), "dermoscopic": self.heads["dermoscopic"](f["dermoscopic"]),
-             "fusion": self.heads["fusion"](self.fuse(f))}
-        return z, mix_branches(z, BRANCHES, self.branch_weights)
+        return {"clinical": f["clinical"], "dermoscopic": f["dermoscopic"], "fusion": self.fuse(f)}
+
+    def stage1(self, f_image: torch.Tensor, task: str | None = None,
+               feats: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Branch logits {clinical, dermoscopic, fusion} and P1 = sum_b w_b softmax(z_b) of the diagnosis
+        (`task` None) or a further task."""
+        feats = self.branch_features(f_image) if feats is None else feats
+        heads = self.heads if task is None else self.task_heads[task]
+        z = {b: heads[b](feats[b]) for b in BRANCHES}
+        return z, mix_branches(z, BRANCHES, self.task_weights(task)[0])
 
     def svm_features(self, f_meta: torch.Tensor, z: dict[str, torch.Tensor], p1: torch.Tensor) -> torch.Tensor:
         """x = [metadata ; P1] (or [metadata ; P_C ; P_D ; P_F] with svm_input: branches)."""
         probs = [p1] if self.svm_input == "combined" else [z[b].float().softmax(1) for b in BRANCHES]
         return torch.cat([f_meta.float(), *probs], 1)
 
+    def decide(self, z: dict[str, torch.Tensor], p1: torch.Tensor, f_meta: torch.Tensor,
+               task: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(P = w1 P1 + w2 P2, P2) of one task; P = P1 and P2 None while it has no SVM."""
+        svm = self.svm if task is None else (self.task_svm[task] if task in self.task_svm else None)
+        if svm is None:
+            return p1, None
+        p2 = svm(self.svm_features(f_meta, z, p1))
+        w = self.task_weights(task)[1].to(torch.float64)
+        return (w[0] * p1.to(torch.float64) + w[1] * p2).to(p1.dtype), p2.to(p1.dtype)
+
     def forward(self, f_image: torch.Tensor, f_meta: torch.Tensor, present: torch.Tensor) -> ModelOutput:
-        z, p1 = self.stage1(f_image)
-        if self.svm is None:
-            return probability_output(p1, z)
-        p2 = self.svm(self.svm_features(f_meta, z, p1))
-        w = self.stage_weights.to(torch.float64)
-        p = (w[0] * p1.to(torch.float64) + w[1] * p2).to(p1.dtype)
-        branches = {**z, "svm": torch.log(p2.clamp_min(_EPS)).to(p1.dtype)}
-        return probability_output(p, branches, p1=p1, p2=p2.to(p1.dtype))
+        feats = self.branch_features(f_image)
+        z, p1 = self.stage1(f_image, feats=feats)
+        p, p2 = self.decide(z, p1, f_meta)
+        extra: dict[str, torch.Tensor] = {}
+        for t in self.tasks:
+            zt, p1t = self.stage1(f_image, t, feats)
+            extra[f"task.{t}"] = self.decide(zt, p1t, f_meta, t)[0]
+            extra.update({f"task.{t}.{b}": zt[b] for b in BRANCHES})
+        if p2 is None:
+            return probability_output(p1, z, **extra)
+        branches = {**z, "svm": torch.log(p2.clamp_min(_EPS))}
+        return probability_output(p, branches, p1=p1, p2=p2, **extra)
 
     def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
-        """Stage 1's summed cross-entropy CE_C + CE_D + CE_F (the SVM is fitted, not trained by gradient)."""
-        return sum(F.cross_entropy(out.branch_logits[b].float(), target) for b in BRANCHES)
+        """Stage 1's summed cross-entropy CE_C + CE_D + CE_F (the SVM is fitted, not trained by gradient); with
+        further tasks `target` is [B, 1 + T] (diagnosis, then each task's class or -1 where unknown) and each
+        task adds task_loss_weight x its own three branches' cross-entropy over the cases that have its label."""
+        diagnosis = target if target.dim() == 1 else target[:, 0]
+        total = sum(F.cross_entropy(out.branch_logits[b].float(), diagnosis) for b in BRANCHES)
+        if not self.tasks or target.dim() == 1:
+            return total
+        for i, t in enumerate(self.tasks, start=1):
+            known = target[:, i] >= 0
+            if bool(known.any()):
+                total = total + self.task_loss_weight * sum(
+                    F.cross_entropy(out.features[f"task.{t}.{b}"][known].float(), target[known, i]) for b in BRANCHES)
+        return total
+
+
+def _weights(values: Any, n: int, name: str) -> torch.Tensor:
+    """n non-negative weights normalised to sum to one (None: the default, uniform branches or stage 1 alone)."""
+    default = [1 / 3] * 3 if n == 3 else [1.0, 0.0]
+    w = torch.tensor(values if values is not None else default, dtype=torch.float32)
+    if w.shape != (n,) or (w < 0).any() or float(w.sum()) <= 0:
+        raise ValueError(f"fusionm4net {name} must be {n} non-negative numbers, not all zero "
+                         "(branch weights: clinical, dermoscopic, fusion; stage weights: stage 1, stage 2).")
+    return w / w.sum()

@@ -345,6 +345,12 @@ def test_headline_never_shows_a_losers_probability_as_the_winners():
     plain = prediction_tab.headline(_explained({"nv": 0.8, "mel": 0.2}, "nv"), {})
     assert "most probable" not in plain and "Probability **80.0%**" in plain
     assert texts.decision_headline({"nv": 0.53, "df": 0.06}, "df") == "**df** (P 6%; most probable: nv 53%)"
+    assert "further heads" not in plain  # single-task entries say nothing about criteria
+    ex = _explained({"MEL": 0.7, "NEV": 0.3}, "MEL")
+    ex.tasks = {"blue_whitish_veil": {"absent": 0.35, "present": 0.65},
+                "pigment_network": {"absent": 0.2, "typical": 0.3, "atypical": 0.5}}
+    text = prediction_tab.headline(ex, {})
+    assert "- blue whitish veil: **present** (65%)" in text and "- pigment network: **atypical** (50%)" in text
 
 
 def test_ablation_sentence_says_when_the_decision_is_not_the_most_probable_class(analysed):
@@ -413,6 +419,12 @@ def test_case_report_is_one_self_contained_file_with_every_part(app, analysed):
     assert texts.NOTICE_SHORT in page and f"<b>{ex.prediction}</b>" in page and "Decision rule" in page
     assert "age</td><td>63" in page and "Modality ablation" in page and "integrated gradients" in page
     assert "app-case" not in page and "/tmp" not in page  # nothing identifying beyond what was typed
+    assert "further head" not in page  # a single-task entry
+    import dataclasses
+
+    multi = session.with_(explanation=dataclasses.replace(ex, tasks={"streaks": {"absent": 0.2, "irregular": 0.8}}))
+    page = case_report.case_report_html(multi, app.cache.card(session.entry))
+    assert "streaks (further head, uncalibrated)" in page and "irregular" in page
     path = case_report.write_case_report(session, app.cache.card(session.entry))
     assert open(path, encoding="utf-8").read().startswith("<!doctype html>")
     button = prediction_tab.report_button(app, session)

@@ -41,6 +41,7 @@ class CaseExplanation:
     set_mode: str | None = None
     unusual: dict[str, dict[str, float]] | None = None  # image modality -> out-of-distribution score
     uncertainty: dict[str, dict[str, float]] | None = None  # measure -> {value, rank}
+    tasks: dict[str, dict[str, float]] | None = None  # further tasks (Derm7pt's criteria) -> class probabilities
 
 
 def explain_case(enc: Encoded, target: int | str | None = None,
@@ -66,4 +67,4 @@ def explain_case(enc: Encoded, target: int | str | None = None,
                            prediction.confidence, enc.classes[t], prediction.branch_probabilities,
                            prediction.branch_weights, cams, rel, raw, ablation, seconds, prediction.warnings,
                            prediction.prediction_set, prediction.set_coverage, prediction.set_mode, prediction.unusual,
-                           prediction.uncertainty)
+                           prediction.uncertainty, prediction.tasks)

@@ -72,6 +72,8 @@ def case_report_html(session: Any, card: dict[str, Any]) -> str:
         for r in ex.ablation) + "</table>"
     warnings = "".join(f"<li>{esc(w)}</li>" for w in session.warnings)
     trust = "".join(f"<p>{esc(line.replace('**', ''))}</p>" for line in trust_markdown(ex).split("\n\n") if line)
+    tasks = "".join(f"<h3>{esc(t.replace('_', ' '))} (further head, uncalibrated)</h3>"
+                    f"{_bars(p, highlight=max(p, key=p.get))}" for t, p in (getattr(ex, 'tasks', None) or {}).items())
     decision = ("prevalence-adjusted (the class most probable relative to how common it is, fitted on validation)"
                 if (card.get("calibration") or {}).get("decision") == "prevalence_adjusted" else "most probable class")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>SkinUI case report</title>
@@ -90,6 +92,7 @@ Test balanced accuracy {esc(evidence.with_interval(card, 'balanced_accuracy'))},
 <p><b>{esc(ex.prediction)}</b>, probability {ex.confidence:.1%} (calibrated). Decision rule: {esc(decision)}.</p>
 {f'<p class=note>{esc(why)}</p>' if why else ''}
 {_bars(ex.probabilities, highlight=ex.prediction)}
+{tasks}
 <h2>How far to trust it</h2>{trust or '<p>This entry has no prediction set or uncertainty measures.</p>'}
 <h2>Grad-CAM</h2>{cams or '<p>No image to explain.</p>'}
 <h2>Metadata relevance (scaled; sign: towards or against {esc(ex.target)})</h2>{relevance or '<p>No metadata relevance.</p>'}

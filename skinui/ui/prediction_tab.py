@@ -51,7 +51,21 @@ def headline(ex: Any, names: dict[str, str], structure: str = "jiadf") -> str:
         present = [BRANCH_WORDS.get(b, b) for b, w in ex.branch_weights.items() if w > 0]
         text += (f"\n\nThis joint-individual entry averages its branches ({', '.join(present)}) with fixed, equal "
                  f"weights; only JI-ADF weighs them per case.")
+    text += task_lines(getattr(ex, "tasks", None))
     return text
+
+
+def task_lines(tasks: dict[str, dict[str, float]] | None) -> str:
+    """A multi-task entry's further answers (FusionM4Net on Derm7pt: the seven-point criteria), one line each:
+    the most probable class and its probability, uncalibrated (only the diagnosis is calibrated)."""
+    if not tasks:
+        return ""
+    rows = []
+    for task, probs in tasks.items():
+        top = max(probs, key=probs.get)
+        rows.append(f"- {task.replace('_', ' ')}: **{top}** ({probs[top]:.0%})")
+    return ("\n\nThis entry also reads these from the images (its further heads; uncalibrated probabilities):\n"
+            + "\n".join(rows))
 
 
 def render(ctx: AppContext, session: Session) -> list[Any]:

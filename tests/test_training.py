@@ -349,9 +349,15 @@ def test_retrain_orders_stage1_before_the_stage2_entries_that_read_it():
         "fusion": {"cfg": {"train": {"mode": "features"}, "model": {"modalities": ["dermoscopic", "metadata"]},
                            "stage2": {"backbone": "a"}}},
         "a": {"cfg": {"train": {"mode": "fastpath"}, "model": {"modalities": ["dermoscopic"]}}},
+        # a product of two shipped experts comes after both (and after its own backbone)
+        "bayes": {"cfg": {"train": {"mode": "features"}, "stage2": {"backbone": "a"},
+                          "model": {"modalities": ["dermoscopic", "metadata"],
+                                    "structure": {"name": "product", "experts": {"image": "ens", "metadata": "meta"}}}}},
+        "meta": {"cfg": {"train": {"mode": "full"}, "model": {"modalities": ["metadata"]}}},
     }
     got = order(fake)
     assert got.index("a") < got.index("fusion") and max(got.index("a"), got.index("b")) < got.index("ens")
+    assert max(got.index("ens"), got.index("meta")) < got.index("bayes")
 
     weights = Path(__file__).resolve().parents[1] / "weights"
     cmds = [" ".join(c) for c in commands("pad-ufes-20", "DATA", weights, "cpu", [1])]

@@ -12,6 +12,7 @@ Dicts merge key by key; any other value (lists included) replaces the base's.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
         "lr_groups": {},  # {image: lr, metadata: lr, head: lr}: per-part learning rates (default: optimizer.lr)
         "scheduler": {"name": "none", "factor": 0.5, "patience": 2, "min_lr": 1e-6, "warmup_epochs": 0},
         "loss": {"class_weighted": False, "label_smoothing": 0.0},
+        # mixup on the task's inputs (pixels, cached stems or cached features): lam ~ Beta(alpha, alpha) per batch,
+        # loss lam * CE(y_a) + (1 - lam) * CE(y_b); 0 = off
+        "mixup": {"alpha": 0.0},
         "sampler": "shuffle",  # shuffle | balanced (inverse class frequency, with replacement)
         "select_metric": "macro_f1",  # macro_f1 | balanced_accuracy | macro_auc (validation, higher is better)
         "early_stopping": 0,  # epochs without improvement before stopping; 0 = never
@@ -186,6 +190,9 @@ def validate(cfg: dict[str, Any]) -> None:
     fractions = cfg["split"]["fractions"]
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError("split.fractions must be three numbers (train, val, test) summing to 1.")
+    alpha = train["mixup"]["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+        raise ConfigError(f"train.mixup.alpha must be a number >= 0 (0 = no mixup; e.g. 0.2), not {alpha!r}.")
     if int(train["epochs"]) < 1 or int(train["batch_size"]) < 1:
         raise ConfigError("train.epochs and train.batch_size must be at least 1.")
     if not cfg.get("model", {}).get("modalities"):

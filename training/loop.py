@@ -26,7 +26,7 @@ from skinui.models import build_model
 from training import checkpoint
 from training.data import Prepared, model_config, prepare, resolve_root
 from training.fastpath import state_sha256
-from training.optim import Schedule, build_optimizer, compute_loss
+from training.optim import Schedule, build_optimizer, compute_loss, mixed_loss, mixup
 from training.runtime import Runtime, seed_everything, setup, teardown
 from training.sampling import class_weights
 from training.tasks import Task, make_task
@@ -103,10 +103,18 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
     model = build(cfg, prep, rt, wdir)
     task = make_task(cfg, model, prep, rt, run_dir)
     averaged = tr["mode"] == "features" and cfg["stage2"]["head"] == "average"
+    product = (cfg["model"].get("structure") or {}).get("name") == "product"
     if averaged:  # nothing to train: the head is the members' heads averaged (training.stage2)
         from training.stage2 import average_member_heads
 
         average_member_heads(model, cfg["stage2"]["backbone"], wdir)
+        tr = {**tr, "epochs": 0}
+    elif product:  # nothing to train: two shipped experts multiplied by Bayes' rule (skinui/models/product.py)
+        from training.stage2 import load_experts
+
+        columns = prep.encoder.columns if prep.encoder is not None else None
+        model.cfg["structure"] = {**model.cfg["structure"], **load_experts(
+            model, cfg["model"]["structure"].get("experts"), wdir, columns)}
         tr = {**tr, "epochs": 0}
     else:
         task.prepare_model()
@@ -139,6 +147,7 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
             find_unused_parameters=True)
 
     metric, patience = tr["select_metric"], int(tr["early_stopping"])
+    alpha, smoothing = float(tr["mixup"]["alpha"]), float(tr["loss"]["label_smoothing"])
     epochs = tqdm(range(start, int(tr["epochs"])), desc=cfg["name"], unit="epoch", disable=not rt.is_main,
                   initial=start, total=int(tr["epochs"]))
     for epoch in epochs:
@@ -147,12 +156,15 @@ def fit(cfg: dict[str, Any], data_root: str | None = None, out: str | None = Non
         schedule.start_epoch(epoch)
         task.modules_to_train_mode()
         losses = []
+        mix_rng = np.random.default_rng([int(tr["seed"]), epoch, rt.rank, 0x313]) if alpha > 0 else None
         bar = tqdm(task.train_batches(epoch), total=task.steps_per_epoch(), desc=f"epoch {epoch + 1}", unit="batch",
                    leave=False, disable=not rt.is_main)
         for batch, target in bar:
+            mixed = mixup(batch, target, alpha, mix_rng) if mix_rng is not None else None
             with rt.autocast():
-                out = trained(batch)
-                loss = compute_loss(model, out, target, weights, float(tr["loss"]["label_smoothing"]))
+                out = trained(mixed.batch if mixed else batch)
+                loss = (mixed_loss(model, out, mixed, weights, smoothing) if mixed
+                        else compute_loss(model, out, target, weights, smoothing))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if float(tr["grad_clip"]) > 0:

@@ -62,6 +62,8 @@ def order(entries: dict[str, dict[str, Any]]) -> list[str]:
             needs[name] = backbone_entries(cfg["stage2"]["backbone"], image_mods) & set(entries)
         else:
             needs[name] = set()
+        experts = ((cfg["model"].get("structure") or {}).get("experts") or {})  # structure product: two shipped entries
+        needs[name] |= {n for n in experts.values() if isinstance(n, str)} & set(entries)
         streams = {Path(f).stem for f in ((cfg["model"].get("image_encoder") or {}).get("stream_weights") or {}).values()}
         needs[name] |= {n for n, e in entries.items() if n != name and (e["cfg"].get("export") or {}).get("shared_encoder") in streams}
     done: list[str] = []

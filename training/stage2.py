@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from training.config import ConfigError
@@ -96,3 +97,44 @@ def average_member_heads(model: nn.Module, backbone: Any, weights_dir: str | Pat
     with torch.no_grad():
         target[-1].weight.copy_(torch.cat([h[-1].weight for h in heads], 1) / len(heads))
         target[-1].bias.copy_(torch.stack([h[-1].bias for h in heads]).mean(0))
+
+
+def load_experts(model: nn.Module, experts: Any, weights_dir: str | Path, meta_columns: list[str] | None) -> dict[str, Any]:
+    """A `product` entry (skinui/models/product.py) from two shipped single-modality entries: the image
+    expert's encoders and head, the metadata expert's encoder and head, and each one's calibration.
+    Nothing is trained. Returns the `model.structure` entries that rebuild it (for the card)."""
+    from skinui.zoo import ZooError, load_entry
+
+    if not isinstance(experts, dict) or sorted(experts) != ["image", "metadata"] or \
+            not all(isinstance(v, str) for v in experts.values()):
+        raise ConfigError("structure product needs model.structure.experts: {image: ENTRY, metadata: ENTRY}, an "
+                          "image-only and a metadata-only entry of the same dataset.")
+    loaded = {}
+    for side, name in experts.items():
+        try:
+            loaded[side] = load_entry(name, weights_dir)
+        except ZooError as err:
+            raise ConfigError(f"structure product needs the {side} expert {name!r} ({err}); train it first.") from None
+    image, meta = loaded["image"], loaded["metadata"]
+    if "metadata" in image.model.modalities or image.model.image_modalities != model.image_modalities:
+        raise ConfigError(f"The image expert {image.name!r} must read exactly {', '.join(model.image_modalities)} "
+                          f"and no metadata; it reads {', '.join(image.model.modalities)}.")
+    if meta.model.modalities != ["metadata"]:
+        raise ConfigError(f"The metadata expert {meta.name!r} must read metadata only; it reads "
+                          f"{', '.join(meta.model.modalities)}.")
+    if image.classes != meta.classes or len(image.classes) != model.num_classes:
+        raise ConfigError("The two experts must decide the same classes as this entry.")
+    if meta_columns is not None and (meta.encoder is None or meta.encoder.columns != meta_columns):
+        raise ConfigError(f"The metadata expert {meta.name!r} encodes its fields differently from this config's "
+                          f"split; retrain it on the same split and fields.")
+    priors = [(e.card.get("calibration") or {}).get("log_prior") for e in (image, meta)]
+    if priors[0] is None or priors[1] is None or not torch.allclose(torch.tensor(priors[0]), torch.tensor(priors[1])):
+        raise ConfigError("The two experts must carry the same training prevalence (same split): refit them.")
+    for m in model.image_modalities:
+        model.image_encoders[m].load_state_dict(image.model.image_encoders[m].state_dict())
+    model.meta_encoder.load_state_dict(meta.model.meta_encoder.state_dict())
+    model.structure.image_head.load_state_dict(image.model.structure.classifier.state_dict())
+    model.structure.meta_head.load_state_dict(meta.model.structure.classifier.state_dict())
+    calibration = {side: {"entry": e.name, **{k: e.calibration.get(k) for k in ("temperature", "prior_weight")}}
+                   for side, e in loaded.items()}
+    return model.structure.set_experts(calibration, priors[0])

@@ -260,4 +260,5 @@ from skinui.models import ammfm as _ammfm  # noqa: E402,F401
 from skinui.models import dualrefnet as _dualrefnet  # noqa: E402,F401
 from skinui.models import fusionm4net as _fusionm4net  # noqa: E402,F401
 from skinui.models import pemm as _pemm  # noqa: E402,F401
+from skinui.models import product as _product  # noqa: E402,F401
 from skinui.models import tdbn as _tdbn  # noqa: E402,F401

@@ -140,6 +140,14 @@ STRUCTURE_TEXTS: dict[str, tuple[str, str]] = {
         "averaged. Encoders trained apart make different mistakes, which averaging cancels.",
         "P = (1/K) Σ_k softmax(h_k(fuse_k(f_I^(k), f_M)))",
     ),
+    "product": (
+        "Bayes' rule (product of experts): an image-only model and a metadata-only model, each trained and "
+        "calibrated on its own, are multiplied. If the photo and the patient's details are independent once "
+        "the diagnosis is known, this is exactly how the two pieces of evidence combine; dividing by how "
+        "common each diagnosis is stops its base rate from being counted twice. Nothing is learned about how "
+        "to mix them, so there is nothing to overfit; a case without metadata gets the image model alone.",
+        "P(y | x, m) ∝ P(y | x) · P(y | m) / P(y)",
+    ),
     "fusionm4net": (
         "FusionM4Net (two stages): first, FusionNet reads the clinical and the dermoscopic image with "
         "their own encoders, adds the two feature vectors, and has three classifiers (clinical, "
@@ -254,6 +262,9 @@ PAPERS: dict[str, dict[str, tuple[str, str]]] = {
         "pemm": ("PEMM", "PEMM, a weight-shared encoder with shared-projection cross-attention for clinical and "
                  "dermoscopic images, the dissertation's chapter 5; authors and venue were not checked in this "
                  "repository."),
+        "product": ("Bayes' rule", "No single source paper: the naive-Bayes combination of independently "
+                    "calibrated single-modality classifiers (a product of experts, Hinton 2002, with the class "
+                    "prior divided out once), SkinUI's training-free late fusion (docs/RESULTS.md, HAM10000)."),
         "member_average": ("SkinUI", "No source paper: SkinUI's ensemble of per-encoder fusion heads "
                            "(docs/BENCHMARKS.md, training levers)."),
     },

@@ -3,8 +3,8 @@
     python bench/bench_ensemble.py [--repeats 10] [--write docs/BENCHMARKS.md]
 
 On real example case 0 (a HAM10000 lesion), times what Analyse asks of the model: `entry.encode`
-(three encoders instead of one), `explain_case` (Grad-CAM, relevance), and the flipped-view pass of
-the trust features, for the dataset's validation-chosen single-encoder entry and its validation-chosen
+(three encoders instead of one) and `explain_case` (the flipped views of the trust features, Grad-CAM,
+relevance), for the dataset's validation-chosen single-encoder entry and its validation-chosen
 entry on the ensemble encoder (`ham10000_ens_bayes`, the default for a dermoscopic photo), interleaved so machine load affects both alike; medians, and the ratio.
 """
 from __future__ import annotations
@@ -45,18 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     single = evidence.best_on_validation([c for c in cards if not on_ensemble(c)])
     case = Case("bench", **dict(ex.images), metadata=dict(ex.metadata))
     entries = {single: load_entry(single, args.weights), args.ensemble: load_entry(args.ensemble, args.ensemble_weights)}
-    times: dict[str, dict[str, list[float]]] = {n: {"encode": [], "explain": [], "views": []} for n in entries}
+    times: dict[str, dict[str, list[float]]] = {n: {"encode": [], "explain": []} for n in entries}
     for i in range(args.repeats + 1):
         for name, entry in entries.items():
             t0 = time.perf_counter()
             enc = entry.encode(case)
             t1 = time.perf_counter()
-            explain_case(enc)
+            explain_case(enc)  # its prediction runs the flipped views too (the trust features' spread)
             t2 = time.perf_counter()
-            enc.view_probabilities()
-            t3 = time.perf_counter()
             if i:  # the first round warms up
-                for key, dt in (("encode", t1 - t0), ("explain", t2 - t1), ("views", t3 - t2)):
+                for key, dt in (("encode", t1 - t0), ("explain", t2 - t1)):
                     times[name][key].append(dt)
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
     total = {n: sum(m.values()) for n, m in med.items()}
@@ -67,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
              "Command: `.venv/bin/python bench/bench_ensemble.py --write docs/BENCHMARKS.md`. "
              f"1-min load average {os.getloadavg()[0]:.1f} when measured.", "",
              "| step (median) | single encoder | ensemble | ratio |", "|---|---:|---:|---:|"]
-    for key, label in (("encode", "encode (image encoders + head)"), ("explain", "explain_case (Grad-CAM, relevance)"),
-                       ("views", "flipped views (trust features)")):
+    for key, label in (("encode", "encode (image encoders + head)"),
+                       ("explain", "explain_case (flipped views for the trust features, Grad-CAM, relevance)")):
         a, b = med[single][key], med[args.ensemble][key]
         lines.append(f"| {label} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {b / a:.1f}x |")
     lines.append(f"| total model time per Analyse | {total[single] * 1000:.0f} ms | {total[args.ensemble] * 1000:.0f} ms "

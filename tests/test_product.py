@@ -98,5 +98,9 @@ def test_an_entry_is_two_shipped_experts_multiplied_without_training(tmp_path):
         load_experts(entry.model, {"image": "t_image", "metadata": "t_image"}, weights, None)
     with pytest.raises(ConfigError, match=r"experts: \{image"):
         load_experts(entry.model, {"image": "t_image"}, weights, None)
+    with torch.no_grad():  # an image encoder other than the image expert's own is refused, not overwritten
+        next(iter(entry.model.image_encoders["dermoscopic"].parameters())).add_(1.0)
+    with pytest.raises(ConfigError, match="stage2.backbone must name the image expert"):
+        load_experts(entry.model, {"image": "t_image", "metadata": "t_meta"}, weights, None)
     with pytest.raises(ConfigError, match="train it first"):
         load_experts(entry.model, {"image": "t_image", "metadata": "absent"}, weights, None)

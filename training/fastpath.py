@@ -249,8 +249,11 @@ class CachedTask(Task):
             rng = np.random.default_rng([seed, epoch, step, 104729])  # the view drawn for each row
             views = {m: rng.integers(c.views, size=len(positions)) for m, c in caches.items()}
             rows = train_idx[positions]
-            target = torch.from_numpy(self.prep.labels[rows]).to(self.rt.device)
-            yield self._batch(caches, positions, rows, views), target
+            yield self._batch(caches, positions, rows, views), self.targets(rows)
+
+    def targets(self, rows: np.ndarray) -> torch.Tensor:
+        """The training target of these prepared rows: their class index (a multi-task subclass adds columns)."""
+        return torch.from_numpy(self.prep.labels[rows]).to(self.rt.device)
 
     @torch.no_grad()
     def predict(self, indices: Sequence[int], part: str = "eval") -> np.ndarray:

@@ -172,52 +172,45 @@ class FusionNetTask(FeatureTask):
         self.sampler = EpochSampler(labels, self.cfg["train"]["sampler"], seed, self.rt.rank, self.rt.world_size)
 
     def batch_rows(self, epoch: int) -> list[np.ndarray]:
-        self._epoch_batches = [self.rows[b] for b in super().batch_rows(epoch)]
-        return self._epoch_batches
+        return [self.rows[b] for b in super().batch_rows(epoch)]
 
-    def train_batches(self, epoch: int):
-        batches = super().train_batches(epoch)  # calls batch_rows once, before its first batch
+    def targets(self, rows: np.ndarray) -> torch.Tensor:
+        target = super().targets(rows)
         if self.task_targets is None:
-            yield from batches
-            return
-        train_idx = np.asarray(self.train_idx)
-        for i, (batch, target) in enumerate(batches):
-            extra = torch.from_numpy(self.task_targets[train_idx[self._epoch_batches[i]]]).to(target.device)
-            yield batch, torch.cat([target[:, None], extra], 1)
+            return target
+        return torch.cat([target[:, None], torch.from_numpy(self.task_targets[rows]).to(target.device)], 1)
 
     @torch.no_grad()
+    def view_means(self, caches: dict[str, ViewCache], positions: np.ndarray, rows: np.ndarray, views: int,
+                   read: Callable[[Any], dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+        """`read(model output)` ({key: [B, ...]}) for every case, averaged over `views` views, as float64."""
+        self.model.eval()
+        bs, out = int(self.cfg["train"]["eval_batch_size"]), {}
+        for s in range(0, len(positions), bs):
+            pos, r = positions[s:s + bs], rows[s:s + bs]
+            per_view = [read(self.forward_module(self._batch(caches, pos, r, {m: np.full(len(pos), v) for m in caches})))
+                        for v in range(views)]
+            for key in per_view[0]:
+                out.setdefault(key, []).append(torch.stack([p[key].double() for p in per_view]).mean(0).cpu())
+        return {key: torch.cat(v).numpy() for key, v in out.items()}
+
     def branch_probs(self, caches: dict[str, ViewCache], positions: np.ndarray, rows: np.ndarray,
                      views: int) -> dict[str, np.ndarray]:
         """{task: [N, 3, K_task]} each branch's probabilities (clinical, dermoscopic, fusion), averaged over
         `views` views; the diagnosis under DIAGNOSIS."""
-        self.model.eval()
         tasks = [DIAGNOSIS, *self.model.structure.tasks]
-        bs, out = int(self.cfg["train"]["eval_batch_size"]), {t: [] for t in tasks}
-        for s in range(0, len(positions), bs):
-            pos, r = positions[s:s + bs], rows[s:s + bs]
-            per_view: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
-            for v in range(views):
-                o = self.forward_module(self._batch(caches, pos, r, {m: np.full(len(pos), v) for m in caches}))
-                for t in tasks:
-                    logits = [o.branch_logits[b] if t == DIAGNOSIS else o.features[f"task.{t}.{b}"] for b in BRANCHES]
-                    per_view[t].append(torch.stack([z.float().softmax(1) for z in logits], 1))
-            for t in tasks:
-                out[t].append(torch.stack(per_view[t]).mean(0).cpu())
-        return {t: torch.cat(v).numpy().astype(np.float64) for t, v in out.items()}
 
-    @torch.no_grad()
+        def read(o: Any) -> dict[str, torch.Tensor]:
+            return {t: torch.stack([(o.branch_logits[b] if t == DIAGNOSIS else o.features[f"task.{t}.{b}"])
+                                    .float().softmax(1) for b in BRANCHES], 1) for t in tasks}
+
+        return self.view_means(caches, positions, rows, views, read)
+
     def task_outputs(self, caches: dict[str, ViewCache], positions: np.ndarray, rows: np.ndarray,
                      views: int) -> dict[str, np.ndarray]:
         """{further task: [N, K_task]} the shipped model's final probabilities (`out.features["task.<t>"]`)."""
-        self.model.eval()
-        bs, out = int(self.cfg["train"]["eval_batch_size"]), {t: [] for t in self.model.structure.tasks}
-        for s in range(0, len(positions), bs):
-            pos, r = positions[s:s + bs], rows[s:s + bs]
-            outs = [self.forward_module(self._batch(caches, pos, r, {m: np.full(len(pos), v) for m in caches}))
-                    for v in range(views)]
-            for t in out:
-                out[t].append(torch.stack([o.features[f"task.{t}"].double() for o in outs]).mean(0).cpu())
-        return {t: torch.cat(v).numpy() for t, v in out.items()}
+        return self.view_means(caches, positions, rows, views,
+                               lambda o: {t: o.features[f"task.{t}"] for t in self.model.structure.tasks})
 
 
 def missing_metadata_is_unknown(model: torch.nn.Module) -> None:

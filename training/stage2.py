@@ -130,8 +130,11 @@ def load_experts(model: nn.Module, experts: Any, weights_dir: str | Path, meta_c
     priors = [(e.card.get("calibration") or {}).get("log_prior") for e in (image, meta)]
     if priors[0] is None or priors[1] is None or not torch.allclose(torch.tensor(priors[0]), torch.tensor(priors[1])):
         raise ConfigError("The two experts must carry the same training prevalence (same split): refit them.")
-    for m in model.image_modalities:
-        model.image_encoders[m].load_state_dict(image.model.image_encoders[m].state_dict())
+    for m in model.image_modalities:  # stage2.backbone loaded them already (its shared files ship with the entry)
+        ours, theirs = model.image_encoders[m].state_dict(), image.model.image_encoders[m].state_dict()
+        if ours.keys() != theirs.keys() or not all(torch.equal(ours[k].cpu(), theirs[k].cpu()) for k in ours):
+            raise ConfigError(f"stage2.backbone must name the image expert {image.name!r}'s own stage-1 entries: "
+                              f"its {m} encoder differs from the one this config loads.")
     model.meta_encoder.load_state_dict(meta.model.meta_encoder.state_dict())
     model.structure.image_head.load_state_dict(image.model.structure.classifier.state_dict())
     model.structure.meta_head.load_state_dict(meta.model.structure.classifier.state_dict())

@@ -415,6 +415,25 @@ def test_seed_runs_are_reused_only_while_their_stage1_encoder_is_the_shipped_one
     run_seed(cfg, 1, tmp_path / "seeds", weights)
     assert len(calls) == 2
 
+    # a finished run exported before the decision-weight check is re-exported (same weights, today's
+    # rule), not retrained; once its card carries the check it is read as it is
+    import training.export
+
+    exported = []
+    card = tmp_path / "seeds" / "seed1" / "weights" / "tiny_fusion.json"
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text(json.dumps({"calibration": {"log_prior": [0.0, 0.0], "decision_prior_weight": 0.6}}))
+
+    def fake_export(run, weights_dir, data_root, device):
+        exported.append(run)
+        card.write_text(json.dumps({"calibration": {"log_prior": [0.0, 0.0], "decision_prior_weight": 1.0,
+                                                    "decision_weight_check": {"tune": False}}}))
+
+    monkeypatch.setattr(training.export, "export_run", fake_export)
+    for _ in range(2):
+        run_seed(cfg, 1, tmp_path / "seeds", weights)
+    assert len(calls) == 2 and len(exported) == 1
+
 
 def test_feature_cache_key_tells_two_folders_with_the_same_case_ids_apart(tmp_path):
     """Two SynthDerm folders share case ids; a cache keyed by ids alone served one's features for the other."""

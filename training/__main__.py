@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     x = sub.add_parser("export", help="write the zoo entry from a run dir's best weights")
     src = x.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="the run directory of `fit`")
-    src.add_argument("--entry", help="weights/NAME: re-calibrate and re-score a shipped entry (no retraining)")
+    src.add_argument("--entry", nargs="+", help="weights/NAME ...: re-calibrate and re-score shipped entries of one "
+                                                "dataset (no retraining)")
     x.add_argument("--weights-dir", help="default: the config's export.weights_dir")
     x.add_argument("--data-root", help="dataset folder (default: the one the run used)")
     x.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -94,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from training.export import export_run, reexport_entry
 
-            path = (reexport_entry(args.entry, args.data_root) if args.entry else
-                    export_run(args.run, args.weights_dir, args.data_root, args.device))
-            print(f"entry written to {path}")
+            paths = ([reexport_entry(e, args.data_root) for e in args.entry] if args.entry else
+                     [export_run(args.run, args.weights_dir, args.data_root, args.device)])
+            for path in paths:
+                print(f"entry written to {path}")
     except USER_ERRORS as err:
         if os.environ.get("SKINUI_DEBUG"):
             raise

@@ -1,6 +1,8 @@
 """Trust features: conformal sets, the out-of-distribution detector and the uncertainty measures."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -319,3 +321,35 @@ def test_uncertainty_block_reads_the_view_average_on_validation_as_well_as_test(
     tta = block["tta"]
     assert tta["val_balanced_accuracy_averaged_views"] > tta["val_balanced_accuracy_single_view"]
     assert tta["val_balanced_accuracy_averaged_views"] != tta["test_balanced_accuracy_averaged_views"]
+
+
+def test_detector_files_no_card_names_are_pruned(tmp_path):
+    from training.trust import prune_detectors
+
+    (tmp_path / "shared").mkdir()
+    for name in ("ood-aaaa.safetensors", "ood-bbbb.safetensors", "encoder.safetensors"):
+        (tmp_path / "shared" / name).write_bytes(b"x")
+    (tmp_path / "one.json").write_text(json.dumps({"ood": {"dermoscopic": {"file": "shared/ood-aaaa.safetensors"}}}))
+    (tmp_path / "broken.json").write_text("{")
+    assert prune_detectors(tmp_path) == []  # a card that cannot be read might name any file
+    (tmp_path / "broken.json").unlink()
+    assert prune_detectors(tmp_path) == ["ood-bbbb.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["encoder.safetensors", "ood-aaaa.safetensors"]
+
+
+def test_a_shipped_detector_is_reused_for_its_encoder_and_a_tampered_one_is_not(tmp_path):
+    from training.trust import fit_detector, shipped_detectors
+
+    x, y = gaussian_clusters(200, 0)
+    fit = fit_detector(x, y)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / fit.file).write_bytes(fit.data)
+    block = {"file": fit.file, "sha256": fit.sha256, "method": ood.METHOD, "encoder_key": "enc-224:dermoscopic"}
+    (tmp_path / "a.json").write_text(json.dumps({"ood": {"dermoscopic": block}}))
+    (tmp_path / "b.json").write_text(json.dumps({"ood": {"dermoscopic": {**block, "encoder_key": None}}}))
+    found = shipped_detectors(tmp_path)
+    assert list(found) == ["enc-224:dermoscopic"] and found["enc-224:dermoscopic"].file == fit.file
+    assert np.allclose(found["enc-224:dermoscopic"].detector.score(x[:5]), fit.detector.score(x[:5]), rtol=1e-4)
+    assert not found["enc-224:dermoscopic"].measured  # the OOD sets are scored again by the run that reuses it
+    (tmp_path / fit.file).write_bytes(fit.data[:-1] + bytes([fit.data[-1] ^ 1]))
+    assert shipped_detectors(tmp_path) == {}

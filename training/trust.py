@@ -9,7 +9,8 @@ Per entry, on its own re-derived (SHA-checked) split:
 - out-of-distribution detector per image modality (skinui.trust.ood): fitted on the training
   split's encoder features, threshold at 95% retention of validation, AUROC against held-out test
   lesions for each non-lesion set of `training.ood_sets`; parameters in a content-addressed
-  `weights/shared/ood-*.safetensors`, shared by the entries that share an encoder;
+  `weights/shared/ood-*.safetensors`, shared by the entries that share an encoder (a later run reuses
+  the file a card already ships for that encoder; `--update-cards` deletes files no card names);
 - uncertainty (skinui.trust.uncertainty): test-time-augmentation spread and, for entries with
   several heads, branch disagreement; AUROC for detecting wrong decisions on test, beside the
   1 - max-probability baseline; validation quantiles stored so the app can rank a new case.
@@ -229,6 +230,30 @@ def fit_detector(feats: np.ndarray, labels: np.ndarray) -> Fitted:
     return Fitted(det, f"shared/ood-{sha[:16]}.safetensors", sha, data)
 
 
+def shipped_detectors(weights_dir: Path) -> dict[str, Fitted]:
+    """encoder key -> the detector a card in `weights_dir` already ships for that encoder and modality.
+
+    Entries that share an encoder share one detector file, also when they are measured in different
+    runs: a refit is not bit-identical across thread counts (SVD), so refitting would fork the file and
+    measure a detector the app does not use. A retrained encoder has a new key and is fitted afresh."""
+    from safetensors.numpy import load
+
+    found: dict[str, Fitted] = {}
+    for path in sorted(weights_dir.glob("*.json")):
+        try:
+            blocks = (json.loads(path.read_text()).get("ood") or {}).values()
+        except (OSError, ValueError):
+            continue
+        for b in blocks:
+            key, file = b.get("encoder_key"), weights_dir / str(b.get("file"))
+            if not key or key in found or b.get("method") != ood.METHOD or not file.is_file():
+                continue
+            data = file.read_bytes()
+            if hashlib.sha256(data).hexdigest() == b.get("sha256"):
+                found[key] = Fitted(ood.Detector.from_tensors(load(data)), b["file"], b["sha256"], data)
+    return found
+
+
 def ood_sets_for(card: dict[str, Any], modality: str, roots: dict[str, str], generic: dict[str, list[np.ndarray]],
                  n: int = 120, seed: int = 0) -> dict[str, list[np.ndarray]]:
     """The non-lesion sets plus the lesions of another world, for an entry's `modality`."""
@@ -262,15 +287,15 @@ def ood_block(entry: Any, train: SplitOut, yr: np.ndarray, val: SplitOut, test: 
         key = f"{EncodeCache.key(entry.model.image_encoders[m], size, entry.model.cfg.get('preprocess'))}:{m}"
         have = train.present[m]
         if key not in fitted:
-            fit = fitted[key] = fit_detector(train.styles[m][have], yr[have])
-            s_test = fit.detector.score(test.styles[m][test.present[m]])
+            fitted[key] = fit_detector(train.styles[m][have], yr[have])
+        fit = fitted[key]
+        if not fit.measured:  # fitted just now, or read from the file another card ships for this encoder
             fit.measured = {name: fit.detector.score(image_styles(entry, m, images))
                             for name, images in ood_sets_for(entry.card, m, roots, generic).items()}
-        fit = fitted[key]
         s_val = fit.detector.score(val.styles[m][val.present[m]])
         s_test = fit.detector.score(test.styles[m][test.present[m]])
         cut = ood.threshold(s_val)
-        block[m] = {"file": fit.file, "sha256": fit.sha256, "method": ood.METHOD,
+        block[m] = {"file": fit.file, "sha256": fit.sha256, "method": ood.METHOD, "encoder_key": key,
                     "k": int(fit.detector.basis.shape[1]), "threshold": cut, "retention_val": ood.RETENTION,
                     "n_train": int(have.sum()), "n_test": int(len(s_test)),
                     "test_retention": round(float((s_test <= cut).mean()), 4),
@@ -360,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     roots = dict(item.split("=", 1) for item in args.data)
     keep_cases_in_memory()
     torch.set_grad_enabled(False)
-    cache, fitted = EncodeCache(), {}
+    cache, fitted = EncodeCache(), shipped_detectors(Path(args.weights_dir))
     generic = generic_sets(np.random.default_rng(0))
     found = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
     for card in list_entries(args.weights_dir):
@@ -380,7 +405,29 @@ def main(argv: list[str] | None = None) -> int:
                     target.write_bytes(fit.data)
             write_card({**{k: v for k, v in entry.card.items() if k not in blocks}, **blocks}, args.weights_dir)
             refresh_report(Path(args.reports) / card["name"], found[card["name"]])
+    if args.update_cards:
+        removed = prune_detectors(Path(args.weights_dir))
+        if removed:
+            print(f"removed detector files no card refers to any more: {', '.join(removed)}", file=sys.stderr)
     return 0
+
+
+def prune_detectors(weights_dir: Path) -> list[str]:
+    """Delete `shared/ood-*.safetensors` files that no card in `weights_dir` names: a refit detector gets
+    a new content-addressed file, and the one it replaced would otherwise stay in the 150 MB budget."""
+    named = set()
+    for path in weights_dir.glob("*.json"):  # raw JSON, not list_entries: a card it skips still owns its files
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []  # an unreadable card might name any of them: delete nothing
+        named |= {b.get("file") for b in (card.get("ood") or {}).values() if isinstance(b, dict)}
+    removed = []
+    for path in sorted((weights_dir / "shared").glob("ood-*.safetensors")):
+        if f"shared/{path.name}" not in named:
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ INTERVAL_SPLITS = ("test", "val")
 def card_problems(card: dict[str, Any]) -> list[str]:
     """What a card lacks of the current calibration / decision / evidence schema (empty when complete)."""
     problems = [f"calibration.{k}" for k in CALIBRATION_KEYS if k not in (card.get("calibration") or {})]
-    if (card.get("calibration") or {}).get("decision") not in (None, "prevalence_adjusted"):
+    cal = card.get("calibration") or {}
+    if cal.get("decision") not in (None, "prevalence_adjusted"):
         problems.append("calibration.decision is not prevalence_adjusted")
+    # tau is 1 unless tuning it wins on held-out halves of validation; a k-fold study's cards keep the
+    # study's own rule (tau tuned in every fold, for its entries and its anchor alike)
+    split = (((card.get("training") or {}).get("config") or {}).get("split") or {}).get("method")
+    if cal.get("log_prior") is not None and "decision_weight_check" not in cal and split != "kfold":
+        problems.append("calibration.decision_weight_check")
     for block, split in (("metrics", "test"), ("metrics_val", "val")):
         got = card.get(block) or {}
         problems += [f"{block}.{k}" for k in METRICS_KEYS if k not in got]

@@ -212,3 +212,8 @@ def test_card_problems_names_each_missing_field():
     broken = copy.deepcopy(card)
     broken["calibration"]["decision"] = "argmax"
     assert card_problems(broken) == ["calibration.decision is not prevalence_adjusted"]
+    broken = copy.deepcopy(card)  # tau tuned unconditionally, before the check: another decision rule
+    del broken["calibration"]["decision_weight_check"]
+    assert card_problems(broken) == ["calibration.decision_weight_check"]
+    broken["training"]["config"]["split"]["method"] = "kfold"  # a study fold keeps the study's rule
+    assert card_problems(broken) == []

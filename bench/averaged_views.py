@@ -31,14 +31,13 @@ def fmt(d: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from skinui.calibration import calibrated_logits, softmax
     from skinui.metrics import quick_scores
     from skinui.stats import paired_difference
-    from skinui.trust.uncertainty import VIEWS
     from skinui.zoo import list_entries, load_entry
-    from training.evaluate import EncodeCache, select_cases
+    from training.evaluate import EncodeCache, select_cases, view_probabilities
     from training.markdown import replace_section
-    from training.trust import _answerable, flippable, run_cases
+    from training.measure_cli import case_group
+    from training.trust import _answerable, flippable
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="append", default=[], metavar="DATASET=DIR")
@@ -64,15 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cases, labels, _ = select_cases(card, card["dataset"], Path(roots[card["dataset"]]).resolve(), args.split)
         cases, labels = _answerable(entry, list(cases), np.asarray(labels))
-        key = ((card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
-        groups = [c.group(key) for c in cases]
-        z = run_cases(entry, cases, cache, views=tuple(VIEWS)).logits  # [V, N, K]
-        per_view = np.stack([softmax(calibrated_logits(v, entry.calibration)) for v in z])
+        per_view = view_probabilities(entry, cases, cache)
         single, mean = per_view[0], per_view.mean(0)
-        d = paired_difference(labels, groups, (mean, entry.decide(mean)), (single, entry.decide(single)))
+        one, avg = (single, entry.decide(single)), (mean, entry.decide(mean))
+        d = paired_difference(labels, [case_group(card, c) for c in cases], avg, one)
         k = len(entry.classes)
-        s_bacc = quick_scores(labels, single, k, predicted=entry.decide(single))["balanced_accuracy"]
-        m_bacc = quick_scores(labels, mean, k, predicted=entry.decide(mean))["balanced_accuracy"]
+        s_bacc, m_bacc = (quick_scores(labels, p, k, predicted=dec)["balanced_accuracy"] for p, dec in (one, avg))
         lines.append(f"| `{card['name']}` | {len(cases)} | {s_bacc:.3f} | {m_bacc:.3f} | {fmt(d['balanced_accuracy'])} | "
                      f"{fmt(d['macro_auc'])} |")
         print(lines[-1], flush=True)

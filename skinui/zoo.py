@@ -38,6 +38,13 @@ METRICS_KEYS = ("split", "balanced_accuracy", "accuracy", "macro_f1", "ece", "ec
 INTERVAL_SPLITS = ("test", "val")
 
 
+def predates_decision_check(card: dict[str, Any]) -> bool:
+    """The card's decision weight tau was tuned on validation unconditionally (exports before
+    `skinui.calibration.check_decision_weight`): its decisions are not today's rule's."""
+    cal = card.get("calibration") or {}
+    return cal.get("log_prior") is not None and "decision_weight_check" not in cal
+
+
 def card_problems(card: dict[str, Any]) -> list[str]:
     """What a card lacks of the current calibration / decision / evidence schema (empty when complete)."""
     problems = [f"calibration.{k}" for k in CALIBRATION_KEYS if k not in (card.get("calibration") or {})]
@@ -47,7 +54,7 @@ def card_problems(card: dict[str, Any]) -> list[str]:
     # tau is 1 unless tuning it wins on held-out halves of validation; a k-fold study's cards keep the
     # study's own rule (tau tuned in every fold, for its entries and its anchor alike)
     split = (((card.get("training") or {}).get("config") or {}).get("split") or {}).get("method")
-    if cal.get("log_prior") is not None and "decision_weight_check" not in cal and split != "kfold":
+    if predates_decision_check(card) and split != "kfold":
         problems.append("calibration.decision_weight_check")
     for block, split in (("metrics", "test"), ("metrics_val", "val")):
         got = card.get(block) or {}

@@ -279,10 +279,22 @@ def shipped_scores(entry: Any, dataset: str, root: str | Path, split: str, cache
     card's split grouping (lesion or patient), what `skinui.stats.paired_difference` resamples.
     """
     cases, labels, _ = select_cases(entry.card, dataset, Path(root).expanduser().resolve(), split)
+    from training.measure_cli import case_group
+
     z = subset_logits(entry, cases, cache=cache)[tuple(entry.model.modalities)]
-    key = ((entry.card.get("training") or {}).get("split") or {}).get("group_key") or "lesion_id"
-    return cases, labels, [c.group(key) for c in cases], \
+    return cases, labels, [case_group(entry.card, c) for c in cases], \
         (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration))
+
+
+def view_probabilities(entry: Any, cases: Sequence[Case], cache: EncodeCache | None = None,
+                       batch_size: int = 64) -> np.ndarray:
+    """[V, N, K] calibrated probabilities of the photo (view 0) and its flipped views
+    (`skinui.trust.uncertainty.VIEWS`); their mean is what `Entry.predict(average_views=True)` decides on."""
+    from skinui.trust.uncertainty import VIEWS
+    from training.trust import run_cases
+
+    z = run_cases(entry, list(cases), cache, views=tuple(VIEWS), batch_size=batch_size).logits
+    return np.stack([softmax(calibrated_logits(v, entry.calibration)) for v in z])
 
 
 def averaged_views(entry: Any, cases: Sequence[Case], labels: np.ndarray, cache: EncodeCache | None = None,
@@ -291,12 +303,11 @@ def averaged_views(entry: Any, cases: Sequence[Case], labels: np.ndarray, cache:
     `Entry.predict(average_views=True)` returns), beside the single view: the report's `average_views`
     block. None for entries that read no pixels (concept scores have no views)."""
     from skinui.trust.uncertainty import VIEWS
-    from training.trust import flippable, run_cases
+    from training.trust import flippable
 
     if not flippable(entry):
         return None
-    z = run_cases(entry, list(cases), cache, views=tuple(VIEWS), batch_size=batch_size).logits  # [V, N, K]
-    per_view = np.stack([softmax(calibrated_logits(v, entry.calibration)) for v in z])
+    per_view = view_probabilities(entry, cases, cache, batch_size)
     mean = per_view.mean(0)
     k = len(entry.classes)
     single = quick_scores(labels, per_view[0], k, predicted=entry.decide(per_view[0]))

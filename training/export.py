@@ -170,13 +170,6 @@ def export_run(run: str, weights_dir: str | None = None, data_root: str | None =
     return export(cfg, prep, model, run_dir, wdir, summary)
 
 
-def predates_decision_check(card: dict[str, Any]) -> bool:
-    """The card's decision weight tau was tuned on validation unconditionally (exports before
-    `skinui.calibration.check_decision_weight`): its decisions are not today's rule's."""
-    cal = card.get("calibration") or {}
-    return cal.get("log_prior") is not None and "decision_weight_check" not in cal
-
-
 def reexport_entry(weights: str, data_root: str | None = None) -> Path:
     """Re-calibrate and re-score a shipped entry with today's export, without retraining.
 

@@ -48,6 +48,7 @@ def scratch_zoo(backbones: set[str], weights: Path, target: Path) -> None:
 def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root: str | None = None) -> dict[str, Any]:
     """Train the resolved config `cfg` with `train.seed=seed` into a scratch zoo; its test report."""
     import training.export as export
+    from skinui.zoo import predates_decision_check
     from training.loop import fit
 
     cfg = {**cfg, "train": {**cfg["train"], "seed": seed}}
@@ -73,7 +74,7 @@ def run_seed(cfg: dict[str, Any], seed: int, out: Path, weights: Path, data_root
         fit(cfg, data_root, str(run_dir), "cpu", command=f"python -m training.seeds --configs {config} --seeds {seed}",
             weights_dir=str(zoo))
         stamp.write_text(json.dumps(made_on) + "\n")
-    elif (card := zoo / f"{config}.json").is_file() and export.predates_decision_check(json.loads(card.read_text())):
+    elif (card := zoo / f"{config}.json").is_file() and predates_decision_check(json.loads(card.read_text())):
         # Same weights, exported before the decision-weight check: score them again under today's rule,
         # so the seeds are compared with the shipped seed 0 under one decision rule. No retraining.
         export.export_run(str(run_dir), str(zoo), data_root, "cpu")

@@ -195,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average-views", action="store_true",
                    help="predict from the probabilities averaged over the photo and its 3 flipped views (4x the "
                         "image-encoder time, shared with --tta); prediction_set is left empty, as its coverage "
-                        "was calibrated on single views. Whether it helps an entry: its card's uncertainty.tta "
-                        "block and docs/TRUST.md (validation and test)")
+                        "was calibrated on single views. An entry whose card's views block says 'averaged' "
+                        "always predicts this way, with sets fitted on the averaged probabilities; the card's "
+                        "views.check says why (held-out halves of validation)")
     args = parser.parse_args(argv)
     return {"zoo": _zoo, "predict": _predict, "compact": _compact}[args.command](args)
 

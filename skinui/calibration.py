@@ -189,6 +189,25 @@ def fit_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: np
 TUNE_MAX_LOSING = 0.2  # tune tau only if tuning loses on at most this share of held-out halves
 
 
+def _halves(labels: np.ndarray, groups: Any, reps: int, seed: int):
+    """`reps` random splits of the groups in two halves, as boolean masks (a, b) over the cases; a split
+    where either half lacks two classes is skipped."""
+    groups = np.arange(len(labels)) if groups is None else np.asarray([str(g) for g in groups])
+    _, code = np.unique(groups, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(reps):
+        in_a = rng.random(code.max() + 1) < 0.5
+        a, b = in_a[code], ~in_a[code]
+        if len(np.unique(labels[a])) >= 2 and len(np.unique(labels[b])) >= 2:
+            yield a, b
+
+
+def _verdict(gains: list[float], key: str) -> dict[str, Any]:
+    g = np.asarray(gains)
+    mean, losing = (float(g.mean()), float((g < 0).mean())) if g.size else (0.0, 1.0)
+    return {"mean_gain": mean, "share_losing": losing, "reps": int(g.size), key: bool(mean > 0 and losing <= TUNE_MAX_LOSING)}
+
+
 def check_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: np.ndarray,
                           groups: Any = None, reps: int = 200, seed: int = 0) -> dict[str, Any]:
     """Does tuning tau generalise? Inside these (validation) cases only: split the groups in half at
@@ -199,22 +218,43 @@ def check_decision_weight(log_probs: np.ndarray, labels: np.ndarray, log_prior: 
     HAM10000 ones (bench/decision_weight.py). {"mean_gain", "share_losing", "reps", "tune"}.
     """
     labels = np.asarray(labels)
-    groups = np.arange(len(labels)) if groups is None else np.asarray([str(g) for g in groups])
-    _, code = np.unique(groups, return_inverse=True)
-    rng = np.random.default_rng(seed)
     gains = []
-    for _ in range(reps):
-        in_a = rng.random(code.max() + 1) < 0.5
-        a, b = in_a[code], ~in_a[code]
-        if len(np.unique(labels[a])) < 2 or len(np.unique(labels[b])) < 2:
-            continue
+    for a, b in _halves(labels, groups, reps, seed):
         tau = fit_decision_weight(log_probs[a], labels[a], log_prior)
         gains.append(balanced_accuracy(labels[b], (log_probs[b] - tau * log_prior).argmax(1))
                      - balanced_accuracy(labels[b], (log_probs[b] - log_prior).argmax(1)))
-    g = np.asarray(gains)
-    mean, losing = (float(g.mean()), float((g < 0).mean())) if g.size else (0.0, 1.0)
-    return {"mean_gain": mean, "share_losing": losing, "reps": int(g.size),
-            "tune": bool(mean > 0 and losing <= TUNE_MAX_LOSING)}
+    return _verdict(gains, "tune")
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray | None = None,
+                    rebalanced: bool = True) -> dict[str, Any]:
+    """The fitted calibration terms {temperature[, prior_weight, log_prior, decision]} (no decision weight:
+    tau = 1, the Bayes rule). `rebalanced`: see `calibration_summary`."""
+    if log_prior is None:
+        return {"temperature": fit_temperature(logits, labels)}
+    temperature, beta = (fit_prior_calibration(logits, labels, log_prior) if rebalanced
+                         else (fit_temperature(logits, labels), 0.0))
+    return {"temperature": temperature, "prior_weight": beta, "log_prior": [float(v) for v in log_prior],
+            "decision": "prevalence_adjusted"}
+
+
+def check_views(view_logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray | None = None,
+                rebalanced: bool = True, groups: Any = None, reps: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Does averaging the photo's views (`skinui.views.VIEWS`, logits [V, N, K], the photo first) beat the
+    photo alone? Inside these (validation) cases only, as for tau: on each of `reps` random halves of the
+    groups, calibrate each arm on one half, decide with tau = 1 and score balanced accuracy on the other.
+    {"mean_gain", "share_losing", "reps", "average"}: average when it wins on average and loses on at
+    most `TUNE_MAX_LOSING` of the halves, the decision weight's rule."""
+    from skinui.views import average_logits
+
+    labels = np.asarray(labels)
+    arms = {"single": np.asarray(view_logits[0], dtype=np.float64), "averaged": average_logits(view_logits)}
+    gains = []
+    for a, b in _halves(labels, groups, reps, seed):
+        score = {k: balanced_accuracy(labels[b], decide(z[b], fit_calibration(z[a], labels[a], log_prior, rebalanced)))
+                 for k, z in arms.items()}
+        gains.append(score["averaged"] - score["single"])
+    return {**_verdict(gains, "average"), "views": int(np.asarray(view_logits).shape[0])}
 
 
 def calibration_summary(
@@ -231,12 +271,9 @@ def calibration_summary(
     The decision weight tau is the Bayes rule's 1 unless tuning it wins on held-out halves of the
     fit cases (`check_decision_weight`, halves drawn over `fit_groups`: lesions or patients).
     """
-    if log_prior is None:
-        temperature, extra = fit_temperature(fit_logits, fit_labels), {}
-    else:
-        temperature, beta = (fit_prior_calibration(fit_logits, fit_labels, log_prior) if rebalanced
-                             else (fit_temperature(fit_logits, fit_labels), 0.0))
-        extra = {"prior_weight": beta, "log_prior": [float(v) for v in log_prior], "decision": "prevalence_adjusted"}
+    extra = fit_calibration(fit_logits, fit_labels, log_prior, rebalanced)
+    temperature = extra.pop("temperature")
+    if log_prior is not None:
         fitted = calibrated_logits(fit_logits, {"temperature": temperature, **extra})
         check = check_decision_weight(fitted, np.asarray(fit_labels), np.asarray(log_prior), fit_groups)
         extra["decision_prior_weight"] = (fit_decision_weight(fitted, np.asarray(fit_labels), np.asarray(log_prior))

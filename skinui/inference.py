@@ -18,6 +18,7 @@ import torch
 
 from skinui.cases import Case, ConceptVector
 from skinui.encoding import is_missing
+from skinui.views import average_logits
 from skinui.vocabulary import BRANCHES
 from skinui.vocabulary import MODALITY_LABELS as LABELS
 
@@ -85,6 +86,43 @@ class Entry:
     @property
     def classes(self) -> list[str]:
         return list(self.card["classes"])
+
+    @property
+    def pixel_modalities(self) -> list[str]:
+        """Image modalities read from pixels (concept-score branches have no flipped views)."""
+        from skinui.models.encoders import ConceptMLP
+
+        return [m for m in self.model.image_modalities if not isinstance(self.model.image_encoders[m], ConceptMLP)]
+
+    @property
+    def averages_views(self) -> bool:
+        """Whether this entry predicts from the mean over the photo's views (`skinui.views`): its card's
+        `views` block decided so at export, on held-out halves of validation."""
+        return (self.card.get("views") or {}).get("decision") == "averaged" and bool(self.pixel_modalities)
+
+    def head(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None = None,
+             flipped: list[dict[str, torch.Tensor]] | None = None) -> Any:
+        """`model.head` on `feats` (the photo's); for an entry that averages views, also on each flipped
+        view's image features (`flipped`, one dict per `skinui.views.FLIPPED` view, laid over `feats`),
+        the views combined by `skinui.views.combine`."""
+        from skinui.views import combine
+
+        out = self.model.head(feats, mask)
+        if not self.averages_views or not flipped:
+            return out
+        return combine([out] + [self.model.head({**feats, **f}, mask) for f in flipped])
+
+    def flipped_features(self, batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
+        """Image features of every flipped view of the batch's pixels, one dict per `FLIPPED` view
+        (one encoder pass over all of them: faster than a pass per view)."""
+        from skinui.views import FLIPPED, VIEWS
+
+        pix = [m for m in self.pixel_modalities if batch.get(m) is not None]
+        if not pix:
+            return []
+        n = batch[pix[0]].shape[0]
+        stacked = self.model.encode({m: torch.cat([torch.flip(batch[m], VIEWS[v]) for v in FLIPPED]) for m in pix})
+        return [{m: f[i * n:(i + 1) * n] for m, f in stacked.items()} for i in range(len(FLIPPED))]
 
     @property
     def modalities(self) -> list[str]:
@@ -183,14 +221,15 @@ class Entry:
         batch, notes = self.prepare(cases, modalities)
         styles: dict[str, torch.Tensor] = {}
         feats = self.model.encode(batch, styles)
-        out = self.model.head(feats, batch.get("mask"))
-        return Encoded.of(self, cases, batch, feats, out, notes, styles)
+        flipped = self.flipped_features(batch) if self.averages_views else []
+        out = self.head(feats, batch.get("mask"), flipped)
+        return Encoded.of(self, cases, batch, feats, out, notes, styles, flipped)
 
     def predict(self, cases: list[Case], modalities: list[str] | None = None,
                 calibrated: bool = True, tta: bool = False, average_views: bool = False) -> list[Prediction]:
         """`tta`: also measure the spread over flipped views (three more encoder passes per image).
         `average_views`: predict from the mean probabilities over the photo and its flipped views (the
-        same three passes; see `Encoded.predictions`)."""
+        same three passes; see `Encoded.predictions`); an entry whose card averages views always does."""
         return self.encode(cases, modalities).predictions(calibrated, tta, average_views)
 
 
@@ -213,14 +252,22 @@ class Encoded:
     styles: dict[str, torch.Tensor] = field(default_factory=dict)  # image modality -> stem statistics
     _views: torch.Tensor | None = field(default=None, repr=False, compare=False)  # `view_logits`, once computed
     tasks: dict[str, torch.Tensor] = field(default_factory=dict)  # further task -> [N, K_task] probabilities
+    flipped: list[dict[str, torch.Tensor]] = field(default_factory=list)  # flipped views' image features, once computed
 
     @classmethod
     def of(cls, entry: Entry, cases: list[Case], batch: dict[str, Any], feats: dict[str, torch.Tensor], out: Any,
-           notes: list[list[str]], styles: dict[str, torch.Tensor]) -> Encoded:
+           notes: list[list[str]], styles: dict[str, torch.Tensor],
+           flipped: list[dict[str, torch.Tensor]] | None = None) -> Encoded:
         """From the head's `ModelOutput` (a multi-task structure's further tasks are its `task.<name>` features)."""
         tasks = {k[len("task."):]: v for k, v in out.features.items() if k.startswith("task.") and k.count(".") == 1}
         return cls(entry, cases, batch, feats, out.logits, dict(out.branch_logits or {}), out.alpha, notes, styles,
-                   tasks=tasks)
+                   tasks=tasks, flipped=list(flipped or []))
+
+    def flipped_features(self) -> list[dict[str, torch.Tensor]]:
+        """The flipped views' image features (`Entry.flipped_features`), computed once."""
+        if not self.flipped:
+            self.flipped = self.entry.flipped_features(self.batch)
+        return self.flipped
 
     def task_probabilities(self, i: int) -> dict[str, dict[str, float]] | None:
         """Case i's further-task probabilities by class name (None for single-task entries)."""
@@ -267,22 +314,14 @@ class Encoded:
     def view_logits(self) -> torch.Tensor | None:
         """[V, N, K] uncalibrated logits of the test-time-augmentation views, the original first (None
         without images; computed once per `Encoded`)."""
-        from skinui.trust.uncertainty import VIEWS
-
         if self._views is not None:
             return self._views
-        pix = [m for m in self.styles if self.batch.get(m) is not None]
-        if not pix:
+        flipped = self.flipped_features()
+        if not flipped:
             return None
-        flips = [axes for axes in VIEWS.values() if axes]
-        n = len(self.cases)
-        # every flipped view in one encoder pass (one batch of len(flips) * n): faster than a pass per view
-        stacked = self.entry.model.encode({m: torch.cat([torch.flip(self.batch[m], a) for a in flips]) for m in pix})
-        out = [self.logits.detach()]
-        for v in range(len(flips)):
-            feats = {**self.feats, **{m: f[v * n:(v + 1) * n] for m, f in stacked.items()}}
-            out.append(self.entry.model.head(feats, self.mask).logits)
-        self._views = torch.stack(out)
+        # each view on its own: the photo's logits are the head on the photo, even where the entry averages
+        self._views = torch.stack([self.entry.model.head({**self.feats, **f}, self.mask).logits
+                                   for f in [{}] + flipped])
         return self._views
 
     def view_probabilities(self, calibrated: bool = True) -> np.ndarray | None:
@@ -328,15 +367,13 @@ class Encoded:
 
     def predictions(self, calibrated: bool = True, tta: bool = False, average_views: bool = False) -> list[Prediction]:
         """One `Prediction` per case. `average_views`: probabilities, decision and confidence from the mean
-        over the photo and its three flipped views (`VIEWS`; no effect on entries without pixels). The
-        prediction set is then left out, because its coverage was calibrated on single views."""
-        averaged = average_views and self.view_logits() is not None
-        if averaged:
-            cal_probs = self.view_probabilities().mean(0)
-            probs = cal_probs if calibrated else self.view_probabilities(calibrated=False).mean(0)
-        else:
-            cal_probs = self.probabilities()
-            probs = cal_probs if calibrated else self.logits.detach().float().softmax(1).numpy().astype(float)
+        over the photo and its three flipped views (`VIEWS`, then calibrated; no effect on entries without pixels). The
+        prediction set is then left out, because its coverage was calibrated on single views. An entry
+        whose card averages views (`Entry.averages_views`) already predicts that way, with its own sets."""
+        averaged = average_views and not self.entry.averages_views and self.view_logits() is not None
+        z = average_logits(self.view_logits()) if averaged else self.logits.detach()
+        cal_probs = self.entry.calibrated_probabilities(z).numpy().astype(float)
+        probs = cal_probs if calibrated else z.float().softmax(1).numpy().astype(float)
         decided = self.entry.decide(cal_probs)  # the decision is always taken on calibrated probabilities
         branch = {b: z.detach().softmax(1).numpy().astype(float) for b, z in self.branch_logits.items()}
         alpha = self.alpha.detach().numpy().astype(float) if self.alpha is not None else None
@@ -382,8 +419,9 @@ class Encoded:
         feats = {m: f for m, f in self.feats.items() if m != "metadata"}
         if batch.get("metadata") is not None:
             feats["metadata"] = self.entry.model.encode({"metadata": batch["metadata"]})["metadata"]
-        out = self.entry.model.head(feats, batch["mask"])
-        return Encoded.of(self.entry, cases, batch, feats, out, notes, self.styles)
+        flipped = self.flipped_features() if self.entry.averages_views else []
+        out = self.entry.head(feats, batch["mask"], flipped)
+        return Encoded.of(self.entry, cases, batch, feats, out, notes, self.styles, flipped)
 
     def prediction(self) -> Prediction:
         """The prediction of a one-case `Encoded` (the app's and the explain layer's case)."""

@@ -24,6 +24,7 @@ from safetensors.torch import save as save_safetensors
 
 from skinui.inference import Entry
 from skinui.paths import REPO, default_weights_dir  # noqa: F401  (default_weights_dir re-exported)
+from skinui.vocabulary import IMAGE_MODALITIES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REQUIRED = ("name", "dataset", "modalities", "classes", "model", "sha256")
@@ -38,11 +39,32 @@ METRICS_KEYS = ("split", "balanced_accuracy", "accuracy", "macro_f1", "ece", "ec
 INTERVAL_SPLITS = ("test", "val")
 
 
+def takes_pixels(card: dict[str, Any]) -> bool:
+    """False for entries whose 'images' are concept scores (MILK10k MONET), which a photo cannot give."""
+    return ((card.get("model") or {}).get("image_encoder") or {}).get("name") != "concept_mlp"
+
+
+def pixel_modalities(card: dict[str, Any]) -> list[str]:
+    """The card's image modalities read from pixels: what an uploaded photo can feed, and what has flipped views."""
+    return [m for m in card.get("modalities", []) if m in IMAGE_MODALITIES and takes_pixels(card)]
+
+
 def predates_decision_check(card: dict[str, Any]) -> bool:
-    """The card's decision weight tau was tuned on validation unconditionally (exports before
-    `skinui.calibration.check_decision_weight`): its decisions are not today's rule's."""
+    """The card's decisions are not today's rule's: its decision weight tau was tuned on validation
+    unconditionally (exports before `skinui.calibration.check_decision_weight`), or it reads pixels and
+    was exported before the views check (`skinui.calibration.check_views`) decided between the photo
+    alone and the views' mean."""
+    return bool(decision_rule_gaps(card))
+
+
+def decision_rule_gaps(card: dict[str, Any]) -> list[str]:
+    """The held-out checks of today's decision rule that the card lacks (`predates_decision_check`)."""
     cal = card.get("calibration") or {}
-    return cal.get("log_prior") is not None and "decision_weight_check" not in cal
+    gaps = ["calibration.decision_weight_check"] if cal.get("log_prior") is not None and \
+        "decision_weight_check" not in cal else []
+    if pixel_modalities(card) and "check" not in (card.get("views") or {}):
+        gaps.append("views.check")
+    return gaps
 
 
 def card_problems(card: dict[str, Any]) -> list[str]:
@@ -54,8 +76,8 @@ def card_problems(card: dict[str, Any]) -> list[str]:
     # tau is 1 unless tuning it wins on held-out halves of validation; a k-fold study's cards keep the
     # study's own rule (tau tuned in every fold, for its entries and its anchor alike)
     split = (((card.get("training") or {}).get("config") or {}).get("split") or {}).get("method")
-    if predates_decision_check(card) and split != "kfold":
-        problems.append("calibration.decision_weight_check")
+    if split != "kfold":
+        problems += decision_rule_gaps(card)
     for block, split in (("metrics", "test"), ("metrics_val", "val")):
         got = card.get(block) or {}
         problems += [f"{block}.{k}" for k in METRICS_KEYS if k not in got]

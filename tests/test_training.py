@@ -191,6 +191,30 @@ def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path)
     assert card2["sha256"] == card["sha256"] and card2["training"]["reexported"]
     assert card2["metrics"]["balanced_accuracy"] == pytest.approx(card["metrics"]["balanced_accuracy"])
     assert card2["calibration"]["temperature"] == pytest.approx(card["calibration"]["temperature"])
+    assert card2["views"]["decision"] == card["views"]["decision"] and card["views"]["check"]["reps"] > 0
+
+    # an entry whose views check says "average": calibration, decisions and scores follow the views' mean
+    import skinui.calibration
+    from skinui.views import VIEWS, average_logits
+    from training.evaluate import select_cases, subset_logits
+
+    real = skinui.calibration.check_views
+    forced = {"average": True, "mean_gain": 0.01, "share_losing": 0.0, "reps": 1, "views": 4}
+    skinui.calibration.check_views = lambda *a, **k: {**real(*a, **k), **forced}
+    try:
+        card3 = json.loads(reexport_entry(str(weights / "tiny_jiadf"), str(ham)).read_text())
+    finally:
+        skinui.calibration.check_views = real
+    averaging = load_entry("tiny_jiadf", weights)
+    assert card3["views"]["decision"] == "averaged" and averaging.averages_views
+    val, yv, _ = select_cases(card3, "ham10000", ham, "val")
+    per_view = subset_logits(averaging, val, views=tuple(VIEWS))[tuple(averaging.modalities)]
+    from skinui.calibration import fit_calibration
+
+    cal3 = card3["calibration"]
+    refit = fit_calibration(average_logits(per_view), yv, np.asarray(cal3["log_prior"]), bool(cal3["prior_weight"]))
+    assert cal3["temperature"] == pytest.approx(refit["temperature"], rel=1e-3)
+    assert cal3["temperature"] != pytest.approx(card2["calibration"]["temperature"], rel=1e-3)  # fitted anew
 
     # another training seed, same split and encoder, into a scratch zoo: weights/ is not touched
     from training.seeds import run_seed, table

@@ -199,14 +199,18 @@ def test_tta_spread_is_measured_only_when_asked_and_ranked(synth_entry):
 def test_averaged_views_predict_from_the_mean_over_the_flipped_views(synth_entry):
     """#17's test-time-augmentation option: probabilities, decision and confidence from the view mean."""
     import numpy as np
+    import torch
 
     case = synth_case()
     enc = synth_entry.encode([case])
     views = enc.view_probabilities()
     assert views.shape[0] == 4 and np.allclose(views[0], enc.probabilities())  # the original view first
     p = synth_entry.predict([case], average_views=True)[0]
-    mean = views.mean(0)[0]
-    assert [p.probabilities[c] for c in synth_entry.classes] == pytest.approx(mean.tolist())
+    # the views' mean probability, then the card's calibration (what an averaging entry's card is fitted on)
+    raw_mean = enc.view_probabilities(calibrated=False).mean(0)
+    mean = synth_entry.calibrated_probabilities(torch.from_numpy(np.log(raw_mean))).numpy()[0]
+    assert not np.allclose(mean, views.mean(0)[0], atol=1e-4)  # not the mean of calibrated views
+    assert [p.probabilities[c] for c in synth_entry.classes] == pytest.approx(mean.tolist(), abs=1e-6)
     assert p.prediction == synth_entry.classes[int(synth_entry.decide(mean[None])[0])]
     assert p.confidence == pytest.approx(p.probabilities[p.prediction])
     # the views really differ, so the option is not the single view under another name

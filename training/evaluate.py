@@ -39,8 +39,13 @@ class EvaluationError(ValueError):
 @torch.no_grad()
 def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
                   device: torch.device | None = None, cache: EncodeCache | None = None,
-                  unreadable: dict[int, dict[str, str]] | None = None) -> dict[tuple[str, ...], np.ndarray]:
+                  unreadable: dict[int, dict[str, str]] | None = None,
+                  views: Sequence[str] | None = None) -> dict[tuple[str, ...], np.ndarray]:
     """Uncalibrated logits [N, K] per modality subset; images are encoded once, the head runs per subset.
+
+    `views` (names of `skinui.views.VIEWS`): logits [V, N, K] per subset, one row block per view of the
+    photo. Without it, the entry as it predicts: for an entry that averages views
+    (`Entry.averages_views`) the log of the views' mean probabilities, else the photo alone.
 
     A case carrying none of the entry's inputs (e.g. no metadata at all, for a metadata-only
     entry) is still scored: its prediction is the head on the learned missing embeddings, which
@@ -49,9 +54,12 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     A case whose image cannot be read gets NaN rows and its index -> {case_id, modality, file,
     reason} in `unreadable`; without that dict, an `EvaluationError` naming the case is raised.
     """
+    from skinui.views import VIEWS, average_logits
+
     model = entry.model.eval()
     if device is not None:
         model.to(device)
+    names = tuple(views) if views else tuple(VIEWS) if entry.averages_views else ("original",)
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in subsets(model.modalities)}
     size = int(model.cfg.get("image_size", 224))
     keys = {m: EncodeCache.key(model.image_encoders[m], size, model.cfg.get("preprocess"))
@@ -59,25 +67,36 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     for start in range(0, len(cases), batch_size):
         chunk = list(cases[start : start + batch_size])
         try:
-            parts = [_chunk_logits(entry, chunk, list(out), cache, keys)]
+            parts = [_chunk_logits(entry, chunk, list(out), cache, keys, names)]
         except ImageError:  # some image in the chunk cannot be read: case by case, the bad ones set aside
             parts = []
             for i, case in enumerate(chunk):
                 try:
-                    parts.append(_chunk_logits(entry, [case], list(out), cache, keys))
+                    parts.append(_chunk_logits(entry, [case], list(out), cache, keys, names))
                 except ImageError as err:
                     problem = _unreadable(entry, case, err)
                     if unreadable is None:
                         raise EvaluationError(f"Case {case.case_id}: {problem['modality']} image {problem['file']} "
                                               f"cannot be read ({problem['reason']}).") from None
                     unreadable[start + i] = problem
-                    parts.append({s: np.full((1, model.num_classes), np.nan, dtype=np.float32) for s in out})
+                    parts.append({s: np.full((len(names), 1, model.num_classes), np.nan, dtype=np.float32)
+                                  for s in out})
         for part in parts:
             for subset, z in part.items():
                 out[subset].append(z)
     if cache is not None:
         cache.save()
-    return {s: np.concatenate(v) for s, v in out.items()}
+    per_view = {s: np.concatenate(v, axis=1) for s, v in out.items()}
+    if views:
+        return per_view
+    return {s: (average_logits(z).astype(np.float32) if len(names) > 1 else z[0]) for s, z in per_view.items()}
+
+
+def view_keys(keys: dict[str, str], view: str) -> dict[str, str]:
+    """Encode-cache keys of a flipped view's features (the photo's keys for the photo itself)."""
+    from skinui.views import VIEWS
+
+    return {m: k + (f"-{view}" if VIEWS[view] else "") for m, k in keys.items()}
 
 
 class EncodeCache:
@@ -162,7 +181,11 @@ def _encode(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeC
 
 
 def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
-                  cache: EncodeCache | None = None, keys: dict[str, str] | None = None) -> dict[tuple[str, ...], np.ndarray]:
+                  cache: EncodeCache | None = None, keys: dict[str, str] | None = None,
+                  views: tuple[str, ...] = ("original",)) -> dict[tuple[str, ...], np.ndarray]:
+    """{subset: logits [V, n, K]}, one row block per view of the chunk's photos."""
+    from skinui.views import VIEWS
+
     model = entry.model
     dev = next(model.parameters()).device
     try:
@@ -171,20 +194,24 @@ def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
         raise  # an unreadable file is not a missing input: the caller sets the case aside
     except ValueError:  # some case has none of the inputs: score the cases one by one
         if len(chunk) > 1:
-            parts = [_chunk_logits(entry, [case], wanted, cache, keys) for case in chunk]
-            return {s: np.concatenate([p[s] for p in parts]) for s in wanted}
-        return {s: _all_missing_logits(model, s[0], 1, dev).float().cpu().numpy() for s in wanted}
-    feats = _encode(model, batch, chunk, cache, keys or {})
+            parts = [_chunk_logits(entry, [case], wanted, cache, keys, views) for case in chunk]
+            return {s: np.concatenate([p[s] for p in parts], axis=1) for s in wanted}
+        one = {s: _all_missing_logits(model, s[0], 1, dev).float().cpu().numpy() for s in wanted}
+        return {s: np.stack([z] * len(views)) for s, z in one.items()}  # no input, so no view differs
     mask = batch.get("mask") or {}
-    out = {}
-    for subset in wanted:
-        kept = {m: f for m, f in feats.items() if m in subset}
-        if kept:
-            logits = model.head(kept, {m: v for m, v in mask.items() if m in subset}).logits
-        else:  # none of the subset's modalities in this batch: the head on missing embeddings only
-            logits = _all_missing_logits(model, subset[0], len(chunk), dev)
-        out[subset] = logits.float().cpu().numpy()
-    return out
+    pix = entry.pixel_modalities
+    out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in wanted}
+    for view in views:
+        flipped = {m: torch.flip(batch[m], VIEWS[view]) for m in pix if VIEWS[view] and batch.get(m) is not None}
+        feats = _encode(model, {**batch, **flipped}, chunk, cache, view_keys(keys or {}, view))
+        for subset in wanted:
+            kept = {m: f for m, f in feats.items() if m in subset}
+            if kept:
+                logits = model.head(kept, {m: v for m, v in mask.items() if m in subset}).logits
+            else:  # none of the subset's modalities in this batch: the head on missing embeddings only
+                logits = _all_missing_logits(model, subset[0], len(chunk), dev)
+            out[subset].append(logits.float().cpu().numpy())
+    return {s: np.stack(z) for s, z in out.items()}
 
 
 def _all_missing_logits(model: torch.nn.Module, modality: str, n: int, device: torch.device) -> torch.Tensor:
@@ -286,36 +313,33 @@ def shipped_scores(entry: Any, dataset: str, root: str | Path, split: str, cache
         (softmax(calibrated_logits(z, entry.calibration)), decide(z, entry.calibration))
 
 
-def view_probabilities(entry: Any, cases: Sequence[Case], cache: EncodeCache | None = None,
-                       batch_size: int = 64) -> np.ndarray:
-    """[V, N, K] calibrated probabilities of the photo (view 0) and its flipped views
-    (`skinui.trust.uncertainty.VIEWS`); their mean is what `Entry.predict(average_views=True)` decides on."""
-    from skinui.trust.uncertainty import VIEWS
-    from training.trust import run_cases
+def view_logits(entry: Any, cases: Sequence[Case], cache: EncodeCache | None = None,
+                batch_size: int = 64) -> np.ndarray:
+    """[V, N, K] uncalibrated logits of the photo (view 0) and its flipped views (`skinui.views.VIEWS`)."""
+    from skinui.views import VIEWS
 
-    z = run_cases(entry, list(cases), cache, views=tuple(VIEWS), batch_size=batch_size).logits
-    return np.stack([softmax(calibrated_logits(v, entry.calibration)) for v in z])
+    return subset_logits(entry, cases, batch_size, cache=cache, views=tuple(VIEWS))[tuple(entry.model.modalities)]
 
 
 def averaged_views(entry: Any, cases: Sequence[Case], labels: np.ndarray, cache: EncodeCache | None = None,
                    batch_size: int = 64) -> dict[str, Any] | None:
-    """The entry scored on the mean calibrated probabilities over the photo and its flipped views (what
-    `Entry.predict(average_views=True)` returns), beside the single view: the report's `average_views`
-    block. None for entries that read no pixels (concept scores have no views)."""
-    from skinui.trust.uncertainty import VIEWS
-    from training.trust import flippable
+    """The entry scored on the views' mean probabilities, calibrated (what `Entry.predict(average_views=True)`
+    returns, and what an entry that averages views always predicts), beside the photo alone under the
+    same calibration: the report's `average_views` block. None for entries that read no pixels."""
+    from skinui.views import VIEWS, average_logits
 
-    if not flippable(entry):
+    if not entry.pixel_modalities:
         return None
-    per_view = view_probabilities(entry, cases, cache, batch_size)
-    mean = per_view.mean(0)
-    k = len(entry.classes)
-    single = quick_scores(labels, per_view[0], k, predicted=entry.decide(per_view[0]))
-    averaged = quick_scores(labels, mean, k, predicted=entry.decide(mean))
+    z = view_logits(entry, cases, cache, batch_size)
+    k, cal = len(entry.classes), entry.calibration
+    single, averaged = (quick_scores(labels, softmax(calibrated_logits(v, cal)), k, predicted=decide(v, cal))
+                        for v in (z[0], average_logits(z)))
     return {"views": list(VIEWS), "cost": f"{len(VIEWS)}x the image-encoder passes of a single view",
+            "entry_averages": entry.averages_views,
             "single": {m: single[m] for m in ("balanced_accuracy", "macro_auc")},
             "averaged": {m: averaged[m] for m in ("balanced_accuracy", "macro_auc")},
-            "prediction_sets": "left out: their coverage was calibrated on single views"}
+            "prediction_sets": ("fitted on the averaged probabilities" if entry.averages_views
+                                else "left out: their coverage was calibrated on single views")}
 
 
 def evaluate_entry(entry: Any, dataset: str, data_root: str | Path, split: str, device: torch.device | None = None,

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from skinui.views import decision
+
 N_BOOT = 2000
 TARGETS = ("true_class", "log_odds")  # relevance of P(true) / of log P(true) - log P(rival)
 REFERENCES = {"shapley_exact": "*exact Shapley (256 coalitions)*",
@@ -441,7 +443,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     except (EvaluationError, ValueError) as err:
         print(str(err), file=sys.stderr)
         return 2
-    result = {"entry": entry.name, "split": args.split, "note": note, "cases": len(cases),
+    result = {"entry": entry.name, "split": args.split, "note": note, "views": decision(entry.card), "cases": len(cases),
               "max_cases": args.max_cases, **body}
     if not args.keep_rows:  # per-case rows are large; the summaries and per-pair tables are what docs read
         result.pop("rows")

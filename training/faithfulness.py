@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from skinui.views import decision
 from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
 
 CARD_KEYS = ("n", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     images = measure(entry, chosen, args.steps, args.baseline, args.seeds, args.random)
     method = {"steps": args.steps, "baseline": args.baseline, "random": args.random, "seeds": args.seeds,
               "target": "predicted class (calibrated decision)"}
-    result = {"entry": entry.name, "split": args.split, "note": note, "method": method,
+    result = {"entry": entry.name, "split": args.split, "note": note, "views": decision(entry.card), "method": method,
               "seconds": round(time.perf_counter() - start, 1), "images": images}
     if args.out:
         Path(args.out).write_text(to_json(result) + "\n")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from skinui.views import decision
 from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
 
 
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     entry, cases, note = found
     cases = cases[: args.max_cases] if args.max_cases else cases
-    result = {"entry": entry.name, "split": args.split, "note": note,
+    result = {"entry": entry.name, "split": args.split, "note": note, "views": decision(entry.card),
               "layers": measure(entry, cases, args.layers)}
     if args.out:
         Path(args.out).write_text(to_json(result) + "\n")

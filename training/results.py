@@ -17,6 +17,7 @@ from typing import Any
 
 from skinui import evidence
 from skinui.stats import indistinguishable
+from skinui.views import card_averages
 from skinui.zoo import list_entries
 
 
@@ -29,7 +30,8 @@ def _describe(card: dict[str, Any]) -> str:
     structure = (model.get("structure") or {}).get("name", "?")
     fusion = (model.get("fusion") or {}).get("name")
     mods = "+".join(m[0].upper() for m in card.get("modalities", []))
-    return f"{mods} · {structure}" + (f" · {fusion}" if fusion and structure not in ("late",) else "")
+    views = " · 4 views" if card_averages(card) else ""
+    return f"{mods} · {structure}" + (f" · {fusion}" if fusion and structure not in ("late",) else "") + views
 
 
 def _name(card: dict[str, Any]) -> str:
@@ -193,7 +195,9 @@ def tables(dataset: str, weights_dir: str | None = None) -> str:
     parts = [f"Test split: {n} cases, read once (never used for training, selection or calibration); validation: "
              f"{n_val} cases (selection, calibration and the decision rule; so validation scores are optimistic). "
              f"★ = best on validation. Brackets: 95% percentile bootstrap over groups (lesions or patients), 2,000 "
-             f"replicates. ECE floor: what perfectly calibrated probabilities would still measure on {n} cases.",
+             f"replicates. ECE floor: what perfectly calibrated probabilities would still measure on {n} cases. "
+             f"*4 views*: the entry predicts from the mean over the photo and its mirrored, flipped and turned views, "
+             f"which its export chose on held-out halves of validation (the card's `views.check`).",
              "", main_table(cards)]
     comp = comparison_table(cards)
     if comp:

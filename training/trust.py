@@ -31,8 +31,9 @@ import torch
 from skinui.calibration import calibrated_logits, decide, softmax
 from skinui.cases import Case
 from skinui.trust import conformal, ood, uncertainty
+from skinui.views import average_logits
 from training.data import keep_cases_in_memory, load_cases, make_split, to_device
-from training.evaluate import EncodeCache, _encode, select_cases
+from training.evaluate import EncodeCache, _encode, select_cases, view_keys
 
 TRUST_CARD_KEYS = ("conformal", "ood", "uncertainty")
 
@@ -42,30 +43,33 @@ class SplitOut:
     """An entry's outputs on some cases: per view, logits; image features of the original view."""
 
     logits: np.ndarray  # [V, N, K] per view (V = 1 without test-time augmentation)
-    branch_logits: dict[str, np.ndarray] = field(default_factory=dict)  # head -> [N, K], original view
+    branch_logits: dict[str, np.ndarray] = field(default_factory=dict)  # head -> [N, K], as the entry predicts
     feats: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N, D]
     present: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N] bool
     styles: dict[str, np.ndarray] = field(default_factory=dict)  # image modality -> [N, 2C] stem statistics
+    averaged: bool = False  # the entry averages the views (`Entry.averages_views`)
 
-
-def flippable(entry: Any) -> list[str]:
-    """Image modalities read from pixels (concept-score branches have no views)."""
-    from skinui.models.encoders import ConceptMLP
-
-    return [m for m in entry.model.image_modalities if not isinstance(entry.model.image_encoders[m], ConceptMLP)]
+    @property
+    def decided(self) -> np.ndarray:
+        """[N, K] the logits the entry predicts from: the views' average where it averages, else the photo's."""
+        if self.averaged and self.logits.shape[0] != len(uncertainty.VIEWS):
+            raise ValueError("this entry predicts from the mean over every view; run it on all of them")
+        return average_logits(self.logits) if self.averaged else self.logits[0]
 
 
 @torch.no_grad()
 def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: tuple[str, ...] = ("original",),
               batch_size: int = 64) -> SplitOut:
+    """The entry's outputs on `cases` per view of `views` (an entry that averages views needs all of them
+    wherever its predictions are read: `SplitOut.decided`)."""
     model = entry.model.eval()
     dev = next(model.parameters()).device
     size = int(model.cfg.get("image_size", 224))
     keys = {m: EncodeCache.key(model.image_encoders[m], size, model.cfg.get("preprocess"))
             for m in model.image_modalities} if cache else {}
-    pix = flippable(entry)
+    pix = entry.pixel_modalities
     logits: list[list[np.ndarray]] = [[] for _ in views]
-    branch: dict[str, list[np.ndarray]] = {}
+    branch: dict[str, list[list[np.ndarray]]] = {}
     feats: dict[str, list[np.ndarray]] = {m: [] for m in model.image_modalities}
     present: dict[str, list[np.ndarray]] = {m: [] for m in model.image_modalities}
     styles: dict[str, list[np.ndarray]] = {}
@@ -76,25 +80,28 @@ def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: t
         for v, name in enumerate(views):
             axes = uncertainty.VIEWS[name]
             flipped = {m: torch.flip(batch[m], axes) for m in pix if axes and batch.get(m) is not None}
-            suffix = "" if not axes else f"-{name}"
-            f = _encode(model, {**batch, **flipped}, chunk, cache, {m: k + suffix for m, k in keys.items()})
+            f = _encode(model, {**batch, **flipped}, chunk, cache, view_keys(keys, name))
             out = model.head(f, mask)
             logits[v].append(out.logits.float().cpu().numpy())
+            for b, z in (out.branch_logits or {}).items():
+                branch.setdefault(b, [[] for _ in views])[v].append(z.float().cpu().numpy())
             if v == 0:
                 for m, st in _styles(model, batch, chunk, cache, keys, pix).items():
                     styles.setdefault(m, []).append(st)
-                for b, z in (out.branch_logits or {}).items():
-                    branch.setdefault(b, []).append(z.float().cpu().numpy())
                 for m in model.image_modalities:
                     n = len(chunk)
                     feats[m].append(f[m].float().cpu().numpy() if m in f else np.zeros((n, 1), np.float32))
                     present[m].append(mask[m].cpu().numpy() if m in mask else np.full(n, m in f))
     if cache is not None:
         cache.save()
-    return SplitOut(np.stack([np.concatenate(z) for z in logits]), {b: np.concatenate(z) for b, z in branch.items()},
+    # the heads' outputs as the entry shows them: averaged over the views where it averages
+    averaged = entry.averages_views and len(views) > 1
+    branches = {b: np.stack([np.concatenate(z) for z in per]) for b, per in branch.items()}
+    branches = {b: average_logits(z) if averaged else z[0] for b, z in branches.items()}
+    return SplitOut(np.stack([np.concatenate(z) for z in logits]), branches,
                     {m: np.concatenate(v) for m, v in feats.items() if v},
                     {m: np.concatenate(v).astype(bool) for m, v in present.items() if v},
-                    {m: np.concatenate(v) for m, v in styles.items()})
+                    {m: np.concatenate(v) for m, v in styles.items()}, entry.averages_views)
 
 
 def _styles(model: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeCache | None,
@@ -151,15 +158,15 @@ def image_styles(entry: Any, modality: str, images: list[np.ndarray], batch_size
 def conformal_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test: SplitOut, yt: np.ndarray,
                     alpha: float = 0.1) -> dict[str, Any]:
     classes, cal = list(card["classes"]), card.get("calibration") or {}
-    pv, pt = softmax(calibrated_logits(val.logits[0], cal)), softmax(calibrated_logits(test.logits[0], cal))
+    pv, pt = softmax(calibrated_logits(val.decided, cal)), softmax(calibrated_logits(test.decided, cal))
     score, mode, tried = conformal.choose(pv, yv, classes, alpha)
     block = conformal.fit(pv, yv, classes, score, mode, alpha)
     block["chosen_on"] = "validation (50 random half-splits: calibrate on one half, measure on the other)"
     block["validation_trials"] = tried
-    block["test"] = conformal.evaluate(pt, yt, block, classes, decide(test.logits[0], cal))
+    block["test"] = conformal.evaluate(pt, yt, block, classes, decide(test.decided, cal))
     block["test_all_variants"] = {
         f"{s}/{m}": {k: v for k, v in conformal.evaluate(pt, yt, conformal.fit(pv, yv, classes, s, m, alpha), classes,
-                                                         decide(test.logits[0], cal)).items() if k != "per_class"}
+                                                         decide(test.decided, cal)).items() if k != "per_class"}
         for s, m in conformal.VARIANTS}
     return block
 
@@ -169,8 +176,8 @@ def uncertainty_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test:
     """Each measure's validation quantiles (to rank a new case), and its AUROC for detecting wrong
     decisions on validation (what the app's wording reads: a choice) and on test (what is reported)."""
     cal = card.get("calibration") or {}
-    wrong_v, wrong = decide(val.logits[0], cal) != yv, decide(test.logits[0], cal) != yt
-    pv, pt = softmax(calibrated_logits(val.logits[0], cal)), softmax(calibrated_logits(test.logits[0], cal))
+    wrong_v, wrong = decide(val.decided, cal) != yv, decide(test.decided, cal) != yt
+    pv, pt = softmax(calibrated_logits(val.decided, cal)), softmax(calibrated_logits(test.decided, cal))
     block: dict[str, Any] = {"n_test": int(len(yt)), "test_errors": int(wrong.sum()),
                              "error_auroc": {"1 - max probability": _err_auroc(1 - pt.max(1), wrong)},
                              "error_auroc_val": {"1 - max probability": _err_auroc(1 - pv.max(1), wrong_v)}}
@@ -189,11 +196,16 @@ def uncertainty_block(card: dict[str, Any], val: SplitOut, yv: np.ndarray, test:
         block["error_auroc"][name] = _err_auroc(on_test, wrong)
         block["error_auroc_val"][name] = _err_auroc(on_val, wrong_v)
     if "tta" in block:
+        # both arms under the card's calibration (the switch itself is the card's `views` check)
         block["tta"]["views"] = list(uncertainty.VIEWS)
-        block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(views_t.mean(0), yt, cal)
-        # what #17 decides on: does averaging the views help on validation (never on test)?
-        block["tta"]["val_balanced_accuracy_averaged_views"] = _balanced(views_v.mean(0), yv, cal)
-        block["tta"]["val_balanced_accuracy_single_view"] = _balanced(pv, yv, cal)
+        block["tta"]["test_balanced_accuracy_averaged_views"] = _balanced(
+            softmax(calibrated_logits(average_logits(test.logits), cal)), yt, cal)
+        block["tta"]["test_balanced_accuracy_single_view"] = _balanced(
+            softmax(calibrated_logits(test.logits[0], cal)), yt, cal)
+        block["tta"]["val_balanced_accuracy_averaged_views"] = _balanced(
+            softmax(calibrated_logits(average_logits(val.logits), cal)), yv, cal)
+        block["tta"]["val_balanced_accuracy_single_view"] = _balanced(
+            softmax(calibrated_logits(val.logits[0], cal)), yv, cal)
     if "branches" in block:
         block["branches"]["heads"] = list(test.branch_logits)
     return block
@@ -283,7 +295,7 @@ def ood_block(entry: Any, train: SplitOut, yr: np.ndarray, val: SplitOut, test: 
     """Per image modality: the detector (fitted once per encoder), its threshold and its measured AUROCs."""
     block: dict[str, Any] = {}
     size = int(entry.model.cfg.get("image_size", 224))
-    for m in flippable(entry):
+    for m in entry.pixel_modalities:
         key = f"{EncodeCache.key(entry.model.image_encoders[m], size, entry.model.cfg.get('preprocess'))}:{m}"
         have = train.present[m]
         if key not in fitted:
@@ -328,7 +340,8 @@ def measure_entry(entry: Any, root: Path, roots: dict[str, str], cache: EncodeCa
                   blocks: tuple[str, ...] = TRUST_CARD_KEYS) -> dict[str, Any]:
     parts = {p: _answerable(entry, *v) for p, v in split_cases(entry.card, root).items()
              if p != "train" or "ood" in blocks}
-    views = tuple(uncertainty.VIEWS) if flippable(entry) and "uncertainty" in blocks else ("original",)
+    every = entry.pixel_modalities and ("uncertainty" in blocks or entry.averages_views)
+    views = tuple(uncertainty.VIEWS) if every else ("original",)
     val = run_cases(entry, parts["val"][0], cache, views)
     test = run_cases(entry, parts["test"][0], cache, views)
     out = {}
@@ -336,7 +349,7 @@ def measure_entry(entry: Any, root: Path, roots: dict[str, str], cache: EncodeCa
         out["conformal"] = conformal_block(entry.card, val, parts["val"][1], test, parts["test"][1])
     if "uncertainty" in blocks:
         out["uncertainty"] = uncertainty_block(entry.card, val, parts["val"][1], test, parts["test"][1])
-    if flippable(entry) and "ood" in blocks:
+    if entry.pixel_modalities and "ood" in blocks:
         train = run_cases(entry, parts["train"][0], cache)
         out["ood"] = ood_block(entry, train, parts["train"][1], val, test, roots, generic, fitted)
     return out

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from skinui.views import decision
 from training.markdown import write_section
 
 COMMAND = "python -m training.trust_tables --write docs/TRUST.md"
@@ -71,10 +72,13 @@ def ood_table(cards: list[dict[str, Any]]) -> str:
     return "\n".join(rows) + "\n"
 
 
+VIEWS_WORDS = {"averaged": "**4 views averaged**", "single": "the photo"}  # the card's `views` decision
+
+
 def uncertainty_table(cards: list[dict[str, Any]]) -> str:
     measures = ("1 - max probability", "test-time-augmentation spread", "branch disagreement")
-    rows = ["| entry | test errors / cases | " + " | ".join(measures) + " | balanced acc., 4 views averaged |",
-            "|---|---|" + "---|" * len(measures) + "---|"]
+    rows = ["| entry | test errors / cases | " + " | ".join(measures) + " | balanced acc., 4 views averaged | "
+            "predicts from |", "|---|---|" + "---|" * len(measures) + "---|---|"]
     for c in cards:
         u = c.get("uncertainty")
         if not u:
@@ -84,13 +88,13 @@ def uncertainty_table(cards: list[dict[str, Any]]) -> str:
                  for m in measures]
         t = u.get("tta") or {}
         tta = t.get("test_balanced_accuracy_averaged_views")
-        plain = (c.get("metrics") or {}).get("balanced_accuracy")
+        plain = t.get("test_balanced_accuracy_single_view", (c.get("metrics") or {}).get("balanced_accuracy"))
         on_val = ""
         if t.get("val_balanced_accuracy_averaged_views") is not None:  # the decision is read here
             on_val = (f"; val {_f(t['val_balanced_accuracy_averaged_views'])} "
                       f"(single {_f(t['val_balanced_accuracy_single_view'])})")
         rows.append(f"| {c['name']} | {u['test_errors']} / {u['n_test']} | " + " | ".join(cells)
-                    + f" | {_f(tta)} (single view {_f(plain)}){on_val} |")
+                    + f" | {_f(tta)} (single view {_f(plain)}){on_val} | {VIEWS_WORDS[decision(c)] if t else '—'} |")
     return "\n".join(rows) + "\n"
 
 

@@ -15,21 +15,23 @@ from torch import nn
 
 from skinui.explain.core import head_batch, resolve_target
 from skinui.inference import Encoded, Entry
+from skinui.views import VIEWS
 from skinui.vocabulary import IMAGE_MODALITIES
 
 
 class ImageBranch(nn.Module):
     """image tensor [B,3,H,W] -> logits [B,K] with the other modalities' features fixed."""
 
-    def __init__(self, enc: Encoded, modality: str) -> None:
+    def __init__(self, enc: Encoded, modality: str, view: int | None = None) -> None:
         super().__init__()
         self.model = enc.entry.model  # a submodule, so pytorch-grad-cam finds the parameters' device
         self.enc = enc
         self.modality = modality
+        self.view = view  # an averaging entry: the other inputs as in this view (`head_batch`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = self.model.image_encoders[self.modality](x)
-        return head_batch(self.enc, x.shape[0], {self.modality: image}).logits
+        return head_batch(self.enc, x.shape[0], {self.modality: image}, view=self.view).logits
 
 
 def _cut_below(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
@@ -49,12 +51,23 @@ def gradcam_encoded(enc: Encoded, modality: str, target: int) -> np.ndarray | No
         return None
     if enc.mask is not None and modality in enc.mask and not bool(enc.mask[modality].all()):
         return None  # the image is masked out: the model does not look at it
+    if not enc.entry.averages_views:
+        return _cam(ImageBranch(enc, modality), x, target)
+    # An entry that predicts from the views' mean is explained on each view (its input flipped, the other
+    # inputs as in that view), each map flipped back onto the photo, and the maps averaged: the
+    # flip-averaging of pytorch-grad-cam's aug_smooth, for the class the averaged prediction decides.
+    heat = np.mean([np.flip(_cam(ImageBranch(enc, modality, v), torch.flip(x, axes), target), axes)
+                    for v, axes in enumerate(VIEWS.values())], 0)
+    top = float(heat.max())
+    return (heat / top if top > 0 else heat).astype(np.float32)
+
+
+def _cam(wrapper: ImageBranch, x: torch.Tensor, target: int) -> np.ndarray:
     # imported here: pytorch-grad-cam pulls in scikit-learn and matplotlib (seconds at app start)
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    wrapper = ImageBranch(enc, modality)
-    layer = enc.entry.model.image_encoders[modality].target_layer
+    layer = wrapper.model.image_encoders[wrapper.modality].target_layer
     handle = layer.register_forward_hook(_cut_below)  # before pytorch-grad-cam's hooks, so it runs first
     cam = None
     try:

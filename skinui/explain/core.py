@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from skinui.inference import Encoded
+from skinui.views import combine
 
 
 def resolve_target(enc: Encoded, target: int | str | None) -> int:
@@ -28,14 +29,28 @@ def resolve_target(enc: Encoded, target: int | str | None) -> int:
     return index
 
 
-def head_batch(enc: Encoded, rows: int, overrides: dict[str, torch.Tensor] | None = None,
-               mask: dict[str, torch.Tensor] | None = None) -> Any:
-    """`model.head` on the cached features repeated `rows` times, with some modalities overridden."""
-    feats = {m: f.expand(rows, -1) for m, f in enc.feats.items() if m not in (overrides or {})}
-    feats.update(overrides or {})
+def head_batch(enc: Encoded, rows: int, overrides: dict[str, Any] | None = None,
+               mask: dict[str, torch.Tensor] | None = None, view: int | None = None) -> Any:
+    """The entry's head on the cached features repeated `rows` times, with some modalities overridden.
+
+    For an entry that averages views (`Entry.averages_views`) the head runs on every view and the
+    views are combined, as its predictions are; an override is then one tensor for every view or a
+    list with one per view (the photo first). `view`: that one view only (0 = the photo), which is
+    how Grad-CAM explains an averaging entry view by view.
+    """
+    overrides = overrides or {}
     if mask is None and enc.mask is not None:
         mask = {m: v.expand(rows) for m, v in enc.mask.items()}
-    return enc.entry.model.head(feats, mask)
+    views = [{}] + enc.flipped_features() if enc.entry.averages_views else [{}]
+    chosen = range(len(views)) if view is None else [view]
+
+    def features(v: int) -> dict[str, torch.Tensor]:
+        feats = {m: f.expand(rows, -1) for m, f in {**enc.feats, **views[v]}.items() if m not in overrides}
+        feats.update({m: o[v] if isinstance(o, (list, tuple)) else o for m, o in overrides.items()})
+        return feats
+
+    outs = [enc.entry.model.head(features(v), mask) for v in chosen]
+    return combine(outs)
 
 
 NOISE_FLOOR = 1e-4  # relative: batched float32 evaluation differs by ~1e-6, which is no relevance

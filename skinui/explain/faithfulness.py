@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from skinui.explain.core import head_batch, resolve_target
 from skinui.inference import Encoded
+from skinui.views import VIEWS
 
 BASELINES = ("blur", "mean")
 SEEDS = (0, 1, 2)
@@ -116,9 +117,12 @@ def _image(enc: Encoded, modality: str) -> torch.Tensor:
 @torch.no_grad()
 def target_probabilities(enc: Encoded, modality: str, images: torch.Tensor, target: int) -> np.ndarray:
     """Calibrated probability of `target` for each image [N, 3, H, W] of `modality`, the other
-    modalities held at their cached features (one encoder pass, one head pass)."""
-    feats = enc.entry.model.image_encoders[modality](images)
-    logits = head_batch(enc, images.shape[0], {modality: feats}).logits
+    modalities held at their cached features (one encoder pass, one head pass; an entry that
+    averages views scores every view of the perturbed image, as its predictions do)."""
+    encoder = enc.entry.model.image_encoders[modality]
+    views = list(VIEWS.values()) if enc.entry.averages_views else [()]
+    feats = [encoder(torch.flip(images, axes)) for axes in views]
+    logits = head_batch(enc, images.shape[0], {modality: feats if len(feats) > 1 else feats[0]}).logits
     return enc.entry.calibrated_probabilities(logits)[:, target].double().numpy()
 
 

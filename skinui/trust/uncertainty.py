@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 # The flips and the half turn keep a lesion's diagnosis; 90-degree turns would too, but not the
-# non-square aspect some entries were trained on, so the four views below are the safe set.
-VIEWS = {"original": (), "mirrored": (-1,), "flipped": (-2,), "turned": (-2, -1)}  # view -> axes to flip
+# non-square aspect some entries were trained on, so the four views are the safe set.
+from skinui.views import VIEWS  # noqa: F401  (re-exported: the views the spread is measured over)
 
 
 def tta_spread(view_probs: np.ndarray) -> np.ndarray:

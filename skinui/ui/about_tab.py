@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from skinui import evidence
+from skinui import evidence, views
 from skinui.ui import teaching, texts
 from skinui.ui.cards import card_fusion, card_structure, headline_metrics
 from skinui.ui.case_tab import broken_markdown
@@ -59,6 +59,7 @@ def card_markdown(card: dict[str, Any] | None) -> str:
         f" → {calibration.get('ece_calibrated', float('nan')):.3f}" if calibration else "- **Calibration**: none",
         "- **Decision rule**: prevalence-adjusted (the class most probable relative to how common it is)"
         if calibration.get("decision") == "prevalence_adjusted" else "",
+        views.card_words(card),
         f"- **Trained**: {split_words(training.get('split'))}, seed {training.get('seed', '?')}, "
         f"on {training.get('device', '?')}; command `{training.get('command', '?')}`",
         f"- **Licence**: {card.get('licence', 'not recorded')}",

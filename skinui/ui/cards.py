@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from skinui import evidence
-from skinui.vocabulary import IMAGE_MODALITIES, SHORT
+from skinui.vocabulary import SHORT
+from skinui.zoo import pixel_modalities, takes_pixels  # noqa: F401  (re-exported for the app's tabs)
 
 
 def card_fusion(card: dict[str, Any]) -> str:
@@ -16,16 +17,6 @@ def card_fusion(card: dict[str, Any]) -> str:
 
 def card_structure(card: dict[str, Any]) -> str:
     return str(((card.get("model") or {}).get("structure") or {}).get("name", "jf"))
-
-
-def takes_pixels(card: dict[str, Any]) -> bool:
-    """False for entries whose 'images' are concept scores (MILK10k MONET), which a photo cannot give."""
-    return ((card.get("model") or {}).get("image_encoder") or {}).get("name") != "concept_mlp"
-
-
-def pixel_modalities(card: dict[str, Any]) -> list[str]:
-    """The entry's image modalities that an uploaded photo can feed."""
-    return [m for m in card.get("modalities", []) if m in IMAGE_MODALITIES and takes_pixels(card)]
 
 
 def usable_modalities(card: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ from skinui.ui.cards import pixel_modalities
 from skinui.ui.entries import AppError
 from skinui.ui.session import AppContext, Session, encoded_case
 from skinui.ui.texts import PREDICTED
+from skinui.views import CAM_SENTENCE, card_averages
 from skinui.vocabulary import IMAGE_MODALITIES, MODALITY_TITLES
 
 NONE = "none"
@@ -49,6 +50,7 @@ def caption(name: str | None, target: str | None, cams: dict[str, Any], card: di
     if flat:
         text += (f" The {' and '.join(flat)} map is flat: no region raises the score of {target} at the "
                  f"explained layer (common for a class the model finds unlikely), so nothing is highlighted.")
+    text += CAM_SENTENCE if card_averages(card) else ""
     return text + mask_view.caption(card) + (measures(card, list(cams)) if card is not None else "")
 
 

@@ -55,7 +55,7 @@ def _toy_encoded() -> Encoded:
     model = SimpleNamespace(image_encoders={"dermoscopic": RegionEncoder()}, head=head)
     entry = SimpleNamespace(name="toy", model=model, classes=["A", "B"],
                             calibrated_probabilities=lambda logits: torch.softmax(logits, dim=-1),
-                            decide=lambda p: np.asarray(p).argmax(1))
+                            decide=lambda p: np.asarray(p).argmax(1), averages_views=False)
     feats = {"dermoscopic": model.image_encoders["dermoscopic"](x)}
     return Encoded(entry, [None], {"dermoscopic": x}, feats, head(feats, None).logits)
 

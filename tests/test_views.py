@@ -169,3 +169,25 @@ def test_every_explanation_measurement_was_made_on_the_views_its_entry_predicts_
             assert result.get("views", "single") == decision(cards[result["entry"]]), path.name
             checked += 1
     assert checked > 20
+
+
+def test_no_card_carries_an_explanation_block_without_its_measurement_file():
+    """`--update-cards` drops a block whose file is gone, so a removed (stale) measurement cannot linger in the app."""
+    folder = WEIGHTS.parent / "docs" / "explanations"
+    files = {"explain": "test", "explain_faithfulness": "faith-test", "explain_relevance": "truth-relevance.test"}
+    for path in sorted(WEIGHTS.glob("*.json")):
+        card = json.loads(path.read_text())
+        for key, suffix in files.items():
+            if key in card:
+                assert (folder / f"{card['name']}.{suffix}.json").is_file(), f"{card['name']}: {key}"
+
+
+def test_update_cards_writes_measured_blocks_and_drops_the_others(tmp_path):
+    from training.measure_cli import write_blocks
+
+    base = {"dataset": "d", "modalities": ["dermoscopic"], "classes": ["x", "y"], "model": {}, "sha256": "0"}
+    for name, extra in (("a", {"explain": {"old": 1}}), ("b", {"explain": {"old": 2}}), ("c", {})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, **base, **extra}))
+    assert write_blocks(tmp_path, "explain", {"a": {"new": 1}}) == ["a"]
+    cards = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert cards["a"]["explain"] == {"new": 1} and "explain" not in cards["b"] and cards["c"] == {"name": "c", **base}

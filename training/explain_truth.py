@@ -415,17 +415,11 @@ def card_block(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_cards(folder: Path, weights_dir: str) -> list[str]:
-    """Write `explain_relevance` into each measured entry's card (test split), touching no other key."""
-    from skinui.zoo import list_entries, write_card
+    """Write `explain_relevance` into each measured entry's card (test split; `write_blocks`: and out of the others)."""
+    from training.measure_cli import write_blocks
 
-    written = []
-    for path in sorted(folder.glob("*.truth-relevance.test.json")):
-        result = json.loads(path.read_text())
-        fresh = next((c for c in list_entries(weights_dir) if c["name"] == result["entry"]), None)
-        if fresh is not None:
-            write_card({**fresh, "explain_relevance": card_block(result)}, weights_dir)
-            written.append(result["entry"])
-    return written
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.truth-relevance.test.json"))]
+    return write_blocks(weights_dir, "explain_relevance", {r["entry"]: card_block(r) for r in results})
 
 
 # -- command line ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from skinui.views import decision
-from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
+from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json, write_blocks
 
 CARD_KEYS = ("n", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
              "beats_random_deletion", "beats_random_insertion", "full_probability", "baseline_probability")
@@ -156,17 +156,9 @@ def card_block(splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def update_cards(folder: Path, weights_dir: str) -> list[str]:
-    """Write `explain_faithfulness` into each measured entry's card, touching no other key: the
-    card is read again just before its own write (other tools write other keys of the same cards)."""
-    from skinui.zoo import list_entries, write_card
-
-    written = []
-    for name, splits in load_results(folder).items():
-        fresh = next((c for c in list_entries(weights_dir) if c["name"] == name), None)
-        if fresh is not None:
-            write_card({**fresh, "explain_faithfulness": card_block(splits)}, weights_dir)
-            written.append(name)
-    return written
+    """Write `explain_faithfulness` into each measured entry's card (`write_blocks`: and out of the others)."""
+    return write_blocks(weights_dir, "explain_faithfulness",
+                        {name: card_block(splits) for name, splits in load_results(folder).items()})
 
 
 def run_table(args: argparse.Namespace) -> int:

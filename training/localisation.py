@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from skinui.views import decision
-from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json
+from training.measure_cli import case_group, entry_and_cases, entry_measure_parser, to_json, write_blocks
 
 
 def measure(entry: Any, cases: list[Any], layers: list[str]) -> dict[str, dict[str, Any]]:
@@ -159,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(body)
         if args.update_cards:
-            from skinui.zoo import list_entries, write_card
-
-            choices = chosen(args.table)
-            for card in list_entries(args.weights_dir):
-                if card["name"] in choices:
-                    write_card({**card, "explain": card_block(choices[card["name"]])}, args.weights_dir)
+            write_blocks(args.weights_dir, "explain", {name: card_block(c) for name, c in chosen(args.table).items()})
         return 0
     found = entry_and_cases(ap, args)
     if found is None:

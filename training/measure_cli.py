@@ -45,6 +45,22 @@ def entry_and_cases(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tu
     return entry, cases, note
 
 
+def write_blocks(weights_dir: str | Path, key: str, blocks: dict[str, dict[str, Any]]) -> list[str]:
+    """Write `key` into each card named in `blocks` and drop it from every other card, touching no other
+    key: a block must not outlive its measurement file (removed, e.g., when the entry's views changed).
+    Each card is read again just before its own write (other tools write other keys of the same cards)."""
+    from skinui.zoo import list_entries, write_card
+
+    written = []
+    for card in list_entries(weights_dir):
+        if card["name"] in blocks:
+            write_card({**card, key: blocks[card["name"]]}, weights_dir)
+            written.append(card["name"])
+        elif key in card:
+            write_card({k: v for k, v in card.items() if k != key}, weights_dir)
+    return written
+
+
 def case_group(card: dict[str, Any], case: Any) -> str:
     """The id a case's bootstrap resamples by: the card's split grouping (lesion or patient)."""
     training = card.get("training")

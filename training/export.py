@@ -95,12 +95,13 @@ def base_card(cfg: dict[str, Any], prep: Prepared, model: Any, summary: dict[str
 
 
 def export(cfg: dict[str, Any], prep: Prepared, model: Any, run_dir: Path, weights_dir: Path,
-           summary: dict[str, Any], measure_fp16: bool = True) -> Path:
+           summary: dict[str, Any], measure_fp16: bool = True, specs: list[dict[str, Any]] | None = None) -> Path:
     """Save, reload, calibrate on val, score on test; returns the card path (`measure_fp16`: what storing
-    the shared encoder in fp16 costs, for a model still in fp32)."""
+    the shared encoder in fp16 costs, for a model still in fp32; `specs`: which parts go to weights/shared,
+    by default as the config says)."""
     weights_dir = Path(weights_dir)
     card = base_card(cfg, prep, model, summary)
-    specs = shared_specs(cfg, model, weights_dir)
+    specs = shared_specs(cfg, model, weights_dir) if specs is None else specs
     fp16 = bool(cfg["export"].get("fp16", True))  # the card's metrics are measured on what is stored
     save_entry(model.cpu(), card, weights_dir, shared=specs, fp16=fp16)
     entry = load_entry(cfg["name"], weights_dir)
@@ -215,7 +216,10 @@ def reexport_entry(weights: str, data_root: str | None = None) -> Path:
                                                    "select_metric")}
     run_dir = Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    card_path = export(cfg, prep, entry.model, run_dir, wdir.resolve(), summary, measure_fp16=False)
+    # the shared files the entry already ships, as they are (an entry built outside `fit`, e.g. PEMM's
+    # shared stage-map encoder, has no config that names them)
+    card_path = export(cfg, prep, entry.model, run_dir, wdir.resolve(), summary, measure_fp16=False,
+                       specs=shared_specs_of(old))
     card = json.loads(card_path.read_text())
     card = {**card, **{k: v for k, v in old.items() if k not in card}}
     card["training"]["date"] = old["training"].get("date")  # trained then; re-exported now

@@ -454,9 +454,26 @@ def test_seed_runs_are_reused_only_while_their_stage1_encoder_is_the_shipped_one
                                                     "decision_weight_check": {"tune": False}}}))
 
     monkeypatch.setattr(training.export, "export_run", fake_export)
+    run_dir = tmp_path / "seeds" / "seed1" / "tiny_fusion"
+    (run_dir / "best.safetensors").write_bytes(b"weights")
     for _ in range(2):
         run_seed(cfg, 1, tmp_path / "seeds", weights)
     assert len(calls) == 2 and len(exported) == 1
+    # a photo entry exported before the views check predates today's rule too; a run `fit` did not
+    # checkpoint (FusionM4Net's stages) is re-exported from the scratch zoo's entry, its report into the run
+    card.write_text(json.dumps({"modalities": ["dermoscopic"], "model": {"image_encoder": {"name": "efficientnet_lite0"}},
+                                "calibration": {"decision_weight_check": {"tune": False}}}))
+    (run_dir / "best.safetensors").unlink()
+    again = []
+
+    def fake_reexport(weights_path, data_root, run_dir):
+        again.append((Path(weights_path).name, Path(run_dir)))
+        card.write_text(json.dumps({"modalities": ["dermoscopic"], "views": {"decision": "single", "check": {}}}))
+
+    monkeypatch.setattr(training.export, "reexport_entry", fake_reexport)
+    for _ in range(2):
+        run_seed(cfg, 1, tmp_path / "seeds", weights)
+    assert again == [("tiny_fusion.json", run_dir)] and len(exported) == 1 and len(calls) == 2
 
 
 def test_feature_cache_key_tells_two_folders_with_the_same_case_ids_apart(tmp_path):

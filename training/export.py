@@ -195,13 +195,14 @@ def export_run(run: str, weights_dir: str | None = None, data_root: str | None =
     return export(cfg, prep, model, run_dir, wdir, summary)
 
 
-def reexport_entry(weights: str, data_root: str | None = None) -> Path:
+def reexport_entry(weights: str, data_root: str | None = None, run_dir: str | Path | None = None) -> Path:
     """Re-calibrate and re-score a shipped entry with today's export, without retraining.
 
     The card's `training.config` is the resolved config its run used, so the data, split and
     metadata encoder are re-derived exactly; the stored weights stand in for the run's best
-    checkpoint. For entries whose run folder is gone. Card keys export does not write (e.g. the
-    study's `alpha_by_class`) are kept.
+    checkpoint. For entries whose run folder is gone, or that were not trained by `fit` (FusionM4Net's
+    stages). Card keys export does not write (e.g. the study's `alpha_by_class`) are kept. `run_dir`: where
+    report_test.json goes (default runs/reexport/NAME).
     """
     from training.data import prepare, resolve_root
 
@@ -214,7 +215,7 @@ def reexport_entry(weights: str, data_root: str | None = None) -> Path:
     prep = prepare({**cfg, "data_root": str(root)}, root)
     summary = {k: old["training"].get(k) for k in ("command", "device", "seconds", "epochs_run", "best_epoch",
                                                    "select_metric")}
-    run_dir = Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
+    run_dir = Path(run_dir) if run_dir else Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     # the shared files the entry already ships, as they are (an entry built outside `fit`, e.g. PEMM's
     # shared stage-map encoder, has no config that names them)

@@ -5,7 +5,9 @@
 On real example case 0 (a HAM10000 lesion), times what Analyse asks of the model: `entry.encode`
 (three encoders instead of one) and `explain_case` (the flipped views of the trust features, Grad-CAM,
 relevance), for the dataset's validation-chosen single-encoder entry and its validation-chosen
-entry on the ensemble encoder (`ham10000_ens_bayes`, the default for a dermoscopic photo), interleaved so machine load affects both alike; medians, and the ratio.
+entry on the ensemble encoder (the default for a dermoscopic photo), each as its card decides (the photo
+alone or the mean over its views), and the ensemble entry once more on the photo alone (what averaging
+its views costs), interleaved so machine load affects all alike; medians, and the ratios.
 """
 from __future__ import annotations
 
@@ -44,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     args.ensemble = args.ensemble or evidence.best_on_validation([c for c in cards if on_ensemble(c)])
     single = evidence.best_on_validation([c for c in cards if not on_ensemble(c)])
     case = Case("bench", **dict(ex.images), metadata=dict(ex.metadata))
+    from dataclasses import replace
+
+    from skinui.views import decision
+
     entries = {single: load_entry(single, args.weights), args.ensemble: load_entry(args.ensemble, args.ensemble_weights)}
+    ens = entries[args.ensemble]
+    alone = f"{args.ensemble} on the photo alone"
+    entries[alone] = replace(ens, card={**ens.card, "views": {**(ens.card.get("views") or {}), "decision": "single"}})
+    views = {n: decision(e.card) for n, e in entries.items()}
     times: dict[str, dict[str, list[float]]] = {n: {"encode": [], "explain": []} for n in entries}
     for i in range(args.repeats + 1):
         for name, entry in entries.items():
@@ -58,19 +68,24 @@ def main(argv: list[str] | None = None) -> int:
                     times[name][key].append(dt)
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
     total = {n: sum(m.values()) for n, m in med.items()}
-    lines = [f"Validation-chosen single-encoder entry `{single}` against the validation-chosen entry on the ensemble "
-             f"encoder, `{args.ensemble}` (3 x EfficientNet-Lite0; the app's default for a dermoscopic photo), real example "
+    lines = [f"Validation-chosen single-encoder entry `{single}` (views: {views[single]}) against the validation-chosen "
+             f"entry on the ensemble encoder, `{args.ensemble}` (3 x EfficientNet-Lite0, views: {views[args.ensemble]}; "
+             f"the app's default for a dermoscopic photo), and that entry on the photo alone, real example "
              f"case 0, {args.repeats} interleaved rounds after a warm-up, {torch.get_num_threads()} torch threads, "
              f"{platform.machine()} with 2 cores, torch {torch.__version__}.", "",
              "Command: `.venv/bin/python bench/bench_ensemble.py --write docs/BENCHMARKS.md`. "
              f"1-min load average {os.getloadavg()[0]:.1f} when measured.", "",
-             "| step (median) | single encoder | ensemble | ratio |", "|---|---:|---:|---:|"]
+             "| step (median) | single encoder | ensemble | ratio | ensemble, photo alone | averaging the views costs |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def row(label: str, t: dict[str, float]) -> str:
+        a, b, c = t[single], t[args.ensemble], t[alone]
+        return f"| {label} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {b / a:.1f}x | {c * 1000:.0f} ms | {b / c:.1f}x |"
+
     for key, label in (("encode", "encode (image encoders + head)"),
                        ("explain", "explain_case (flipped views for the trust features, Grad-CAM, relevance)")):
-        a, b = med[single][key], med[args.ensemble][key]
-        lines.append(f"| {label} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {b / a:.1f}x |")
-    lines.append(f"| total model time per Analyse | {total[single] * 1000:.0f} ms | {total[args.ensemble] * 1000:.0f} ms "
-                 f"| {total[args.ensemble] / total[single]:.1f}x |")
+        lines.append(row(label, {n: m[key] for n, m in med.items()}))
+    lines.append(row("total model time per Analyse", total))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

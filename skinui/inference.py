@@ -18,7 +18,7 @@ import torch
 
 from skinui.cases import Case, ConceptVector
 from skinui.encoding import is_missing
-from skinui.views import average_logits
+from skinui.views import average_logits, card_averages
 from skinui.vocabulary import BRANCHES
 from skinui.vocabulary import MODALITY_LABELS as LABELS
 
@@ -89,16 +89,16 @@ class Entry:
 
     @property
     def pixel_modalities(self) -> list[str]:
-        """Image modalities read from pixels (concept-score branches have no flipped views)."""
-        from skinui.models.encoders import ConceptMLP
+        """Image modalities read from pixels (concept-score branches have no flipped views): the card's."""
+        from skinui.zoo import pixel_modalities  # zoo imports this module
 
-        return [m for m in self.model.image_modalities if not isinstance(self.model.image_encoders[m], ConceptMLP)]
+        return pixel_modalities(self.card)
 
     @property
     def averages_views(self) -> bool:
         """Whether this entry predicts from the mean over the photo's views (`skinui.views`): its card's
         `views` block decided so at export, on held-out halves of validation."""
-        return (self.card.get("views") or {}).get("decision") == "averaged" and bool(self.pixel_modalities)
+        return card_averages(self.card) and bool(self.pixel_modalities)
 
     def head(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None = None,
              flipped: list[dict[str, torch.Tensor]] | None = None) -> Any:

@@ -92,11 +92,16 @@ def subset_logits(entry: Any, cases: Sequence[Case], batch_size: int = 64,
     return {s: (average_logits(z).astype(np.float32) if len(names) > 1 else z[0]) for s, z in per_view.items()}
 
 
-def view_keys(keys: dict[str, str], view: str) -> dict[str, str]:
-    """Encode-cache keys of a flipped view's features (the photo's keys for the photo itself)."""
+def view_features(entry: Any, batch: dict[str, Any], chunk: list[Case], cache: EncodeCache | None,
+                  keys: dict[str, str], view: str) -> dict[str, torch.Tensor]:
+    """`_encode` of the batch with its photos seen as `view` (`skinui.views.VIEWS`), each view cached
+    under its own keys (the photo's keys for the photo itself)."""
     from skinui.views import VIEWS
 
-    return {m: k + (f"-{view}" if VIEWS[view] else "") for m, k in keys.items()}
+    axes = VIEWS[view]
+    flipped = {m: torch.flip(batch[m], axes) for m in entry.pixel_modalities if axes and batch.get(m) is not None}
+    return _encode(entry.model, {**batch, **flipped}, chunk, cache,
+                   {m: k + (f"-{view}" if axes else "") for m, k in keys.items()})
 
 
 class EncodeCache:
@@ -184,8 +189,6 @@ def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
                   cache: EncodeCache | None = None, keys: dict[str, str] | None = None,
                   views: tuple[str, ...] = ("original",)) -> dict[tuple[str, ...], np.ndarray]:
     """{subset: logits [V, n, K]}, one row block per view of the chunk's photos."""
-    from skinui.views import VIEWS
-
     model = entry.model
     dev = next(model.parameters()).device
     try:
@@ -199,11 +202,9 @@ def _chunk_logits(entry: Any, chunk: list[Case], wanted: list[tuple[str, ...]],
         one = {s: _all_missing_logits(model, s[0], 1, dev).float().cpu().numpy() for s in wanted}
         return {s: np.stack([z] * len(views)) for s, z in one.items()}  # no input, so no view differs
     mask = batch.get("mask") or {}
-    pix = entry.pixel_modalities
     out: dict[tuple[str, ...], list[np.ndarray]] = {s: [] for s in wanted}
     for view in views:
-        flipped = {m: torch.flip(batch[m], VIEWS[view]) for m in pix if VIEWS[view] and batch.get(m) is not None}
-        feats = _encode(model, {**batch, **flipped}, chunk, cache, view_keys(keys or {}, view))
+        feats = view_features(entry, batch, chunk, cache, keys or {}, view)
         for subset in wanted:
             kept = {m: f for m, f in feats.items() if m in subset}
             if kept:

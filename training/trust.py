@@ -33,7 +33,7 @@ from skinui.cases import Case
 from skinui.trust import conformal, ood, uncertainty
 from skinui.views import average_logits
 from training.data import keep_cases_in_memory, load_cases, make_split, to_device
-from training.evaluate import EncodeCache, _encode, select_cases, view_keys
+from training.evaluate import EncodeCache, select_cases, view_features
 
 TRUST_CARD_KEYS = ("conformal", "ood", "uncertainty")
 
@@ -78,9 +78,7 @@ def run_cases(entry: Any, cases: list[Case], cache: EncodeCache | None, views: t
         batch = to_device(entry.batch(chunk), dev)
         mask = batch.get("mask") or {}
         for v, name in enumerate(views):
-            axes = uncertainty.VIEWS[name]
-            flipped = {m: torch.flip(batch[m], axes) for m in pix if axes and batch.get(m) is not None}
-            f = _encode(model, {**batch, **flipped}, chunk, cache, view_keys(keys, name))
+            f = view_features(entry, batch, chunk, cache, keys, name)
             out = model.head(f, mask)
             logits[v].append(out.logits.float().cpu().numpy())
             for b, z in (out.branch_logits or {}).items():

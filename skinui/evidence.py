@@ -60,9 +60,33 @@ def versus_text(card: dict[str, Any], other: str, name: str = "balanced_accuracy
     if not diff:
         return ""
     d = diff[name]
-    verdict = ("indistinguishable" if not d["excludes_zero"]
-               else "better" if d["estimate"] > 0 else "worse")
-    return f"{d['estimate']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}): {verdict}"
+    return f"{d['estimate']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}): {_verdict(d)}"
+
+
+def _verdict(d: dict[str, Any]) -> str:
+    return "indistinguishable" if not d["excludes_zero"] else "better" if d["estimate"] > 0 else "worse"
+
+
+def anchor_words(card: dict[str, Any]) -> str:
+    """The card's `anchor` block (`python -m training.anchor --pair-entries --update-cards`) as one About line:
+    does this network beat a plain logistic regression on the same always-filled fields? '' when not paired."""
+    block = card.get("anchor") or {}
+    parts, beats = [], []
+    for split, what in (("test_complete", "on the {n} held-out complete cases (every optional history field filled in)"),
+                        ("test", "on all {n} held-out cases")):
+        if split in block:
+            b, a = block[split]["balanced_accuracy"], block[split]["macro_auc"]
+            where = what.format(n=block[split]["n_cases"])
+            parts.append(f"{where}, balanced accuracy {signed_interval(b)} ({_verdict(b)}), "
+                         f"macro AUC {signed_interval(a)} ({_verdict(a)})")
+            if _verdict(b) == "better":
+                beats.append(where)
+    if not parts:
+        return ""
+    return (f"- **Against a simple baseline** (class-balanced logistic regression on {', '.join(block['fields'])}; "
+            f"this entry minus it, paired, 95% intervals): {'; '.join(parts)}. "
+            + (f"It decides better than that baseline {' and '.join(beats)}." if beats else
+               "It has not shown that it decides better than that baseline."))
 
 
 def indistinguishable_sentence(cards: Sequence[dict[str, Any]]) -> str:

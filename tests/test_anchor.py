@@ -130,6 +130,34 @@ def test_the_command_refuses_an_entry_on_another_split_with_a_sentence(tiny_ham,
     assert [r["case_id"] for r in written["per_case"]["test"]] == parts["test"].case_ids
 
 
+def test_update_cards_writes_the_test_pairs_into_the_paired_entries_cards_only(tiny_ham, monkeypatch, tmp_path):
+    _, parts = anc.fit_anchor("ham10000", tiny_ham)
+    _fake_zoo(monkeypatch, parts, {})
+    zoo = tmp_path / "w"
+    zoo.mkdir()
+    # a stale block on an entry the anchor no longer pairs (image-only) must go
+    monkeypatch.setattr("skinui.zoo.list_entries", lambda folder=None: [
+        {"name": "meta", "dataset": "ham10000", "modalities": ["metadata"]},
+        {"name": "fused", "dataset": "ham10000", "modalities": ["dermoscopic", "metadata"]},
+        {"name": "image", "dataset": "ham10000", "modalities": ["dermoscopic"], "anchor": {"stale": True}}])
+    out = tmp_path / "anchor.json"
+    assert anc.main(["--dataset", "ham10000", "--data-root", str(tiny_ham), "--out", str(out), "--pair-entries",
+                     "--weights-dir", str(zoo), "--update-cards"]) == 0
+    written = json.loads(out.read_text())
+    for name in ("meta", "fused"):
+        block = json.loads((zoo / f"{name}.json").read_text())["anchor"]
+        assert block["test"]["balanced_accuracy"] == written["pairs"]["entries"][name]["test"]["balanced_accuracy"]
+        assert "val" not in block and "test_complete" not in block  # HAM10000 has no collection block
+        assert block["fields"] == written["fields"] and block["command"].endswith("--update-cards")
+    assert "anchor" not in json.loads((zoo / "image.json").read_text())
+
+
+def test_update_cards_needs_the_pairs(tiny_ham, tmp_path):
+    with pytest.raises(SystemExit):
+        anc.main(["--dataset", "ham10000", "--data-root", str(tiny_ham), "--out", str(tmp_path / "a.json"),
+                  "--update-cards"])
+
+
 def _d(estimate: float, lo: float, hi: float) -> dict:
     return {"estimate": estimate, "ci": [lo, hi], "excludes_zero": bool(lo > 0 or hi < 0)}
 
@@ -156,3 +184,19 @@ def test_results_table_marks_only_intervals_that_contain_zero(tmp_path):
     assert anchor_table("ham10000", tmp_path) == ""  # no anchor file: no table
     (tmp_path / "anchor-ham10000.json").write_text(json.dumps({"model": "lr"}))
     assert anchor_table("ham10000", tmp_path) == ""  # an anchor without pairs: no table
+
+
+def test_shipped_cards_carry_the_anchor_pairs_of_the_shipped_report():
+    """The app's About line, RESULTS and the report read the same numbers: each shipped entry the report pairs
+    carries exactly its block, and no other card carries one."""
+    from skinui.zoo import REPO, list_entries
+
+    reports = sorted((REPO / "docs" / "reports").glob("anchor-*.json"))
+    assert reports, "the PAD-UFES-20 anchor report ships in docs/reports"
+    blocks = {}
+    for path in reports:
+        blocks.update(anc.card_blocks(json.loads(path.read_text())))
+    cards = {c["name"]: c for c in list_entries()}
+    assert set(blocks) <= set(cards)
+    for name, card in cards.items():
+        assert card.get("anchor") == blocks.get(name), name

@@ -57,3 +57,27 @@ def test_interval_rows_feed_an_error_bar_figure():
     err = fig.data[0].error_x
     assert list(err.array) == [r["hi"] - r["estimate"] for r in rows]
     assert list(err.arrayminus) == [r["estimate"] - r["lo"] for r in rows]
+
+
+def _anchor_card(complete: tuple[float, float, float], all_cases: tuple[float, float, float]) -> dict:
+    return {"name": "x", "anchor": {"fields": ["age", "region"],
+                                    "test_complete": {**_diff(*complete), "n_cases": 39},
+                                    "test": {**_diff(*all_cases), "n_cases": 71}}}
+
+
+def test_anchor_line_says_plainly_when_the_entry_has_not_beaten_the_baseline():
+    text = evidence.anchor_words(_anchor_card((0.03, -0.18, 0.16), (-0.01, -0.15, 0.10)))
+    assert "logistic regression on age, region" in text and "39 held-out complete cases" in text
+    assert "+0.030 [-0.180, +0.160] (indistinguishable)" in text
+    assert text.endswith("It has not shown that it decides better than that baseline.")
+
+
+def test_anchor_line_names_where_the_entry_beats_or_loses_to_the_baseline():
+    text = evidence.anchor_words(_anchor_card((0.02, -0.01, 0.10), (0.05, 0.01, 0.10)))
+    assert text.endswith("It decides better than that baseline on all 71 held-out cases.")
+    worse = evidence.anchor_words(_anchor_card((-0.14, -0.30, -0.02), (-0.10, -0.25, 0.04)))
+    assert "(worse)" in worse and "has not shown" in worse
+
+
+def test_no_anchor_block_no_line():
+    assert evidence.anchor_words({"name": "x"}) == ""

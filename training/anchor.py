@@ -17,7 +17,9 @@ and macro AUC, `skinui.stats.paired_difference`, the same group-bootstrap replic
 all cases and on complete cases (`pairs`). The entries re-derive their split from their cards; an
 entry whose cases are not exactly the anchor's (same ids, same order) is refused with a sentence.
 `training.results` puts the anchor and its pairs beside the entries: a network that reads metadata
-and cannot beat it has not earned its complexity.
+and cannot beat it has not earned its complexity. `--update-cards` (with `--pair-entries`) also writes
+each paired entry's test-split pairs into its card's `anchor` block, which the app's About tab states
+beside the entry, and drops the block from every other card.
 """
 from __future__ import annotations
 
@@ -177,6 +179,24 @@ def pair_entries(dataset: str, root: Path, parts: dict[str, AnchorPart], weights
     return out
 
 
+CARD_SPLITS = ("test", "test_complete")  # what a user reads: held-out cases, all and complete
+
+
+def card_blocks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entry name -> its card's `anchor` block: the anchor named, and entry minus anchor on test (all cases and,
+    where the schema has a collection-confounded block, complete cases), both metrics with their intervals."""
+    out = {}
+    for name, found in ((result.get("pairs") or {}).get("entries") or {}).items():
+        block: dict[str, Any] = {"model": result["model"], "fields": list(result["fields"])}
+        for split in CARD_SPLITS:
+            if split in found:
+                block[split] = {**{m: found[split][m] for m in ("balanced_accuracy", "macro_auc")},
+                                "n_cases": found[split]["n_cases"]}
+        block["command"] = result["command"]
+        out[name] = block
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from skinui.datasets import DatasetError
     from skinui.zoo import ZooError
@@ -190,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pair-entries", action="store_true",
                     help="also pair every shipped entry of the dataset that reads metadata against the anchor")
     ap.add_argument("--weights-dir", default=None, help="where the shipped entries are (default: weights/)")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="with --pair-entries: write each paired entry's test pairs into its card's `anchor` block")
     args = ap.parse_args(argv)
+    if args.update_cards and not args.pair_entries:
+        ap.error("--update-cards writes the entries' pairs, so it needs --pair-entries as well")
     root = Path(args.data_root)
     result = anchor(args.dataset, root)
     per_case = result.pop("per_case")
@@ -205,11 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         result["pairs"] = {"what": "entry minus anchor, on the same cases with the same group-bootstrap replicates; "
                            "each entry scored with its card's calibration and decision rule, the anchor by argmax",
                            "entries": pairs}
-        command += " --pair-entries" + (f" --weights-dir {args.weights_dir}" if args.weights_dir else "")
+        command += (" --pair-entries" + (f" --weights-dir {args.weights_dir}" if args.weights_dir else "")
+                    + (" --update-cards" if args.update_cards else ""))
     result["command"] = command
     result["per_case"] = per_case
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(to_json(result) + "\n")
+    if args.update_cards:
+        from skinui.zoo import default_weights_dir
+        from training.measure_cli import write_blocks
+
+        written = write_blocks(args.weights_dir or default_weights_dir(), "anchor", card_blocks(result))
+        print(f"anchor block written into {len(written)} cards", flush=True)
     for part in KEYS:
         if part in result:
             r = result[part]

@@ -105,7 +105,7 @@ def commands(dataset: str, data_root: str, weights_dir: Path, device: str, seeds
     anchor = Path("docs") / "reports" / f"anchor-{dataset}.json"
     if (REPO / anchor).is_file():  # the dataset has a metadata anchor: re-pair it with the retrained entries
         cmds.append(py + ["training.anchor", "--dataset", dataset, "--data-root", data_root, "--out", str(anchor),
-                          "--pair-entries", "--weights-dir", str(weights_dir)])
+                          "--pair-entries", "--weights-dir", str(weights_dir), "--update-cards"])
     cmds.append(py + ["training.results", "--dataset", dataset, "--weights-dir", str(weights_dir),
                       "--write", "docs/RESULTS.md"])
     cmds.append(py + ["training.trust_tables", "--weights-dir", str(weights_dir), "--write", "docs/TRUST.md"])

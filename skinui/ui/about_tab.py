@@ -60,6 +60,7 @@ def card_markdown(card: dict[str, Any] | None) -> str:
         "- **Decision rule**: prevalence-adjusted (the class most probable relative to how common it is)"
         if calibration.get("decision") == "prevalence_adjusted" else "",
         views.card_words(card),
+        evidence.anchor_words(card),
         f"- **Trained**: {split_words(training.get('split'))}, seed {training.get('seed', '?')}, "
         f"on {training.get('device', '?')}; command `{training.get('command', '?')}`",
         f"- **Licence**: {card.get('licence', 'not recorded')}",

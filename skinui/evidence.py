@@ -89,6 +89,18 @@ def anchor_words(card: dict[str, Any]) -> str:
                "It has not shown that it decides better than that baseline."))
 
 
+def anchor_cell(card: dict[str, Any]) -> str:
+    """A table cell: entry minus the anchor in balanced accuracy on complete test cases where the dataset has
+    them (else all test cases), e.g. '+0.028 (-0.185 to +0.163): indistinguishable, 39 complete cases'."""
+    block = card.get("anchor") or {}
+    split = next((s for s in ("test_complete", "test") if s in block), None)
+    if split is None:
+        return ""
+    d = block[split]["balanced_accuracy"]
+    return (f"{d['estimate']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}): {_verdict(d)}, "
+            f"{block[split]['n_cases']} {'complete' if split == 'test_complete' else 'test'} cases")
+
+
 def indistinguishable_sentence(cards: Sequence[dict[str, Any]]) -> str:
     """Which entries cannot be told apart from the best (chosen on validation) on this test split."""
     best = best_on_validation(cards)

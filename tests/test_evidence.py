@@ -81,3 +81,11 @@ def test_anchor_line_names_where_the_entry_beats_or_loses_to_the_baseline():
 
 def test_no_anchor_block_no_line():
     assert evidence.anchor_words({"name": "x"}) == ""
+
+
+def test_anchor_cell_prefers_complete_cases_and_says_the_verdict():
+    card = _anchor_card((0.03, -0.18, 0.16), (0.05, 0.01, 0.10))
+    assert evidence.anchor_cell(card) == "+0.030 (-0.180 to +0.160): indistinguishable, 39 complete cases"
+    del card["anchor"]["test_complete"]
+    assert evidence.anchor_cell(card) == "+0.050 (+0.010 to +0.100): better, 71 test cases"
+    assert evidence.anchor_cell({"name": "x"}) == ""

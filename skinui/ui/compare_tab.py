@@ -20,7 +20,8 @@ PROGRESS = gr.Progress()  # gradio recognises a progress parameter by this defau
 COLUMNS = ["entry", "inputs", "fit to this case", "fusion", "structure", "paper", "parameters", "ms on this case", "prediction",
            "confidence", "metadata reliance",
            "agrees with majority",
-           "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)"]
+           "test bal. acc. (95% CI)", "test macro AUC (95% CI)", "val bal. acc.", "vs best on validation (paired)",
+           "vs simple baseline (paired)"]
 
 
 def datasets(cache: EntryCache) -> list[str]:
@@ -95,7 +96,9 @@ def evidence_columns(card: dict[str, Any], best: str | None) -> dict[str, str]:
     return {"test bal. acc. (95% CI)": evidence.with_interval(card, "balanced_accuracy"),
             "test macro AUC (95% CI)": evidence.with_interval(card, "macro_auc"),
             "val bal. acc.": "n/a" if val is None else f"{val:.3f}",
-            "vs best on validation (paired)": evidence.versus_text(card, best) if best else ""}
+            "vs best on validation (paired)": evidence.versus_text(card, best) if best else "",
+            # the dataset's logistic-regression anchor on its always-filled fields, where it has one
+            "vs simple baseline (paired)": evidence.anchor_cell(card)}
 
 
 def evidence_view(cache: EntryCache, dataset: str | None) -> tuple[Any, str]:

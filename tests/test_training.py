@@ -193,6 +193,28 @@ def test_fit_fastpath_then_stage2_write_runs_and_loadable_entries(ham, tmp_path)
     assert card2["calibration"]["temperature"] == pytest.approx(card["calibration"]["temperature"])
     assert card2["views"]["decision"] == card["views"]["decision"] and card["views"]["check"]["reps"] > 0
 
+    # a re-export killed after export wrote its preliminary card: the next one starts from the card before it,
+    # so blocks export does not write (here a study's alpha_by_class) survive
+    import training.export as texp
+    from skinui.zoo import write_card
+
+    class Killed(Exception):
+        pass
+
+    write_card({**card2, "alpha_by_class": {"marker": 1}}, weights)
+    real_report = texp.report
+    texp.report = lambda *a, **k: (_ for _ in ()).throw(Killed())
+    try:
+        with pytest.raises(Killed):
+            reexport_entry(str(weights / "tiny_jiadf"), str(ham), run_dir=tmp_path / "rx")
+    finally:
+        texp.report = real_report
+    partial = json.loads((weights / "tiny_jiadf.json").read_text())
+    assert "calibration" not in partial and "alpha_by_class" not in partial  # what the killed run left
+    card2 = json.loads(reexport_entry(str(weights / "tiny_jiadf"), str(ham), run_dir=tmp_path / "rx").read_text())
+    assert card2["alpha_by_class"] == {"marker": 1} and card2["calibration"]["temperature"] == pytest.approx(
+        card["calibration"]["temperature"])
+
     # an entry whose views check says "average": calibration, decisions and scores follow the views' mean
     import skinui.calibration
     from skinui.views import VIEWS, average_logits

@@ -195,6 +195,20 @@ def export_run(run: str, weights_dir: str | None = None, data_root: str | None =
     return export(cfg, prep, model, run_dir, wdir, summary)
 
 
+def card_before(card: dict[str, Any], backup: Path) -> dict[str, Any]:
+    """The card a re-export starts from. Export first writes a preliminary card (no calibration yet) to reload
+    the entry, so a re-export killed after that leaves it in weights/; re-exporting *that* would lose every
+    block export does not write (ood, trust, explanations). Each re-export therefore keeps the card it started
+    from in its run folder, and a later one starts from that copy when it finds a preliminary card over the
+    same weights."""
+    if "calibration" not in card and backup.is_file():
+        saved = json.loads(backup.read_text())
+        if saved.get("sha256") == card.get("sha256") and "calibration" in saved:
+            return saved
+    backup.write_text(json.dumps(card))
+    return card
+
+
 def reexport_entry(weights: str, data_root: str | None = None, run_dir: str | Path | None = None) -> Path:
     """Re-calibrate and re-score a shipped entry with today's export, without retraining.
 
@@ -209,14 +223,14 @@ def reexport_entry(weights: str, data_root: str | None = None, run_dir: str | Pa
     path = Path(weights)
     name, wdir = path.name.removesuffix(".json"), path.parent
     entry = load_entry(name, wdir)
-    old = entry.card
+    run_dir = Path(run_dir) if run_dir else Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    old = card_before(entry.card, run_dir / "card_before.json")
     cfg = old["training"]["config"]
     root = resolve_root(cfg["data_root"], data_root)
     prep = prepare({**cfg, "data_root": str(root)}, root)
     summary = {k: old["training"].get(k) for k in ("command", "device", "seconds", "epochs_run", "best_epoch",
                                                    "select_metric")}
-    run_dir = Path(run_dir) if run_dir else Path(__file__).resolve().parents[1] / "runs" / "reexport" / name
-    run_dir.mkdir(parents=True, exist_ok=True)
     # the shared files the entry already ships, as they are (an entry built outside `fit`, e.g. PEMM's
     # shared stage-map encoder, has no config that names them)
     card_path = export(cfg, prep, entry.model, run_dir, wdir.resolve(), summary, measure_fp16=False,

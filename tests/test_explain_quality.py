@@ -100,6 +100,9 @@ def test_faithfulness_margins_are_paired_per_case_and_grouped():
     block = card_block({"test": {"method": {"steps": 16}, "images": {"clinical": {"layer": "bn2", "summary": summary,
                                                                                   "cases": rows}}}})
     assert block["clinical"]["test"]["deletion_margin"]["estimate"] == pytest.approx(0.1)
+    # the card keeps 6 decimals, so a re-tabulation in another summation order rewrites nothing
+    shuffled = margins({"cases": rows[::-1]})
+    assert shuffled == m and all(v == round(v, 6) for v in [*m["insertion_margin"]["ci"], m["insertion_margin"]["estimate"]])
 
 
 # -- constructed cards ---------------------------------------------------------------------------------------

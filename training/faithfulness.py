@@ -42,8 +42,14 @@ def margins(image: dict[str, Any], n_boot: int = 2000) -> dict[str, Any]:
     groups = [r.get("group") or r["case_id"] for r in rows]
     d = bootstrap_mean([r["random_deletion_auc"] - r["deletion_auc"] for r in rows], groups, n_boot)
     i = bootstrap_mean([r["insertion_auc"] - r["random_insertion_auc"] for r in rows], groups, n_boot)
-    return {"deletion_margin": {"estimate": d["estimate"], "ci": d["ci"]},
-            "insertion_margin": {"estimate": i["estimate"], "ci": i["ci"]}, "n_groups": d["n_groups"],
+
+    def kept(b: dict[str, Any]) -> dict[str, Any]:
+        # 6 decimals: the inputs carry 4, and the last float digits move with summation order between
+        # machines, which would rewrite every card on each re-tabulation
+        return {"estimate": None if b["estimate"] is None else round(b["estimate"], 6),
+                "ci": [None if v is None else round(v, 6) for v in b["ci"]]}
+
+    return {"deletion_margin": kept(d), "insertion_margin": kept(i), "n_groups": d["n_groups"],
             "interval": "95% percentile bootstrap over lesions/patients (2000 replicates)"}
 
 

@@ -4,7 +4,8 @@ first run (`skinui.stats.paired_difference`: group bootstrap over lesions, 2,000
 `baseline`, also whether it reproduces the shipped ham10000_image weights. Runs are folders under
 runs/levers/ written by `python -m training fit ... --no-export --out runs/levers/NAME` (docs/BENCHMARKS.md).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/paired_runs.py baseline mixup02 smooth01 views6 lite1 lite2
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/paired_runs.py baseline mixup02 smooth01 views6 lite1 lite2 \
+        cut5 cut3 baseline16 cut3_16
 """
 import json
 import sys

@@ -449,10 +449,24 @@ def fill_queue(demo: Any, client: Any, max_size: int, timeout: float = 30) -> li
                 raise RuntimeError(f"the queue did not fill: {len(queue)} waiting")
             time.sleep(0.02)
 
-    while len(queue) < max_size:  # one at a time: each lands on a free worker or, once none is left, waits
-        busy, waiting = queue.get_active_worker_count(), len(queue)
+    # The server moves a job from the queue to a worker on its own thread, so each pair of reads below is
+    # ordered so that a move between them can only make the state look *less* settled, never more.
+    def arrived() -> bool:
+        # every job sent is on a worker or waiting (workers read first: a moving job is missed, never
+        # counted twice, so a job still on its way is not taken for one that arrived)
+        return queue.get_active_worker_count() + len(queue) >= len(jobs)
+
+    def full() -> bool:
+        # no free worker (read first: a waiting job could still move onto one), and max_size waiting
+        free = any(q.concurrency_limit is None or q.current_concurrency < q.concurrency_limit
+                   for q in list(queue.event_queue_per_concurrency_id.values()))
+        return not free and len(queue) >= max_size
+
+    while not full():  # one at a time: each lands on a free worker or, once none is left, waits
+        if len(jobs) >= max_size + len(queue.active_jobs):
+            raise RuntimeError(f"the queue did not fill: {len(jobs)} jobs sent, {len(queue)} waiting")
         jobs.append(client.submit("", None, None, '{"age": 50}', api_name="/predict"))
-        until(lambda b=busy, w=waiting: queue.get_active_worker_count() > b or len(queue) > w)
+        until(arrived)
     return jobs
 
 
